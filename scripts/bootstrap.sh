@@ -10,7 +10,7 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 # System packages for the real-server tests (PostgreSQL) and the browser test of the HTML report.
 need_apt=()
-command -v /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ] && [ "${STAYTUNED_NO_APT:-0}" != 1 ]; then
   if [ "$(id -u)" = 0 ]; then
