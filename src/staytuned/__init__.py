@@ -16,6 +16,18 @@ _LAZY: dict[str, str] = {
     # errors
     "StaytunedError": "staytuned.errors",
     "InputError": "staytuned.errors",
+    # results tables and CBS
+    "load_results": "staytuned.results",
+    "from_records": "staytuned.results",
+    "ColumnSpec": "staytuned.results",
+    "ResultsTable": "staytuned.results",
+    "ScoreMatrix": "staytuned.results",
+    "rank": "staytuned.cbs",
+    "evaluate": "staytuned.cbs",
+    "Ranking": "staytuned.cbs",
+    "Evaluation": "staytuned.cbs",
+    "recommend": "staytuned.recommend",
+    "Recommendation": "staytuned.recommend",
 }
 
 

@@ -1,0 +1,409 @@
+"""CLI of Coverage-based Search: ``staytuned cbs rank|evaluate`` and ``staytuned recommend``.
+
+Top level imports only stdlib, typer, rich and staytuned's light modules (no pandas/torch), so
+``staytuned cbs --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from staytuned.cli._common import JsonOpt, QuietOpt, VerboseOpt, cli_errors, err, out, write_json
+from staytuned.errors import InputError
+
+HP_HELP = (
+    "How configs are identified: by --config-col when the table has that column (default 'config_id'); "
+    "else by HP columns: --hp-cols if given; else the 'hp_*' columns if any; else every column with no "
+    "role (dataset, score, status, seed, model, method, train_size, metric, split, group) and not in "
+    "--ignore-cols, except numeric columns with more distinct values than rows per dataset "
+    "(measurements such as other metrics). A JSON column of HPs (--hp-json-col, default 'hps') also works."
+)
+
+cbs_app = typer.Typer(
+    name="cbs",
+    help="Coverage-based Search: rank HP configs so the top few together come close to the best on most datasets.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+
+# -- shared options ---------------------------------------------------------------------------
+TableArg = typer.Argument(..., help="Results table: CSV, Parquet (.parquet) or JSON Lines (.jsonl), one row per run.")
+DatasetCol = typer.Option("dataset", "--dataset-col", help="Dataset column.")
+ConfigCol = typer.Option(None, "--config-col", help="Config-id column (default 'config_id' when present). " + HP_HELP)
+ScoreCol = typer.Option("score", "--score-col", help="Score column (the one that chooses).")
+HpCols = typer.Option(None, "--hp-cols", help="Comma-separated HP columns (see --config-col for the default).")
+HpJsonCol = typer.Option(None, "--hp-json-col", help="Column holding a JSON object of HPs per row (default 'hps' when present).")
+IgnoreCols = typer.Option(None, "--ignore-cols", help="Comma-separated columns that are neither HPs nor roles.")
+StatusCol = typer.Option(None, "--status-col", help="Status column (default 'status'): ok / failed / pruned.")
+SeedCol = typer.Option(None, "--seed-col", help="Seed column (default 'seed'); repeats of a cell are aggregated by --agg.")
+MetricCol = typer.Option(None, "--metric-col", help="Metric-name column (default 'metric'); sets the direction per metric.")
+ModelCol = typer.Option(None, "--model-col", help="Model column (default 'model').")
+MethodCol = typer.Option(None, "--method-col", help="Method column (default 'method').")
+TrainSizeCol = typer.Option(None, "--train-size-col", help="Train-size column (default 'train_size').")
+SplitCol = typer.Option(None, "--split-col", help="Split column (default 'split' when present); else splits come from dataset-name suffixes -Dev/-Test.")
+Model = typer.Option(None, "--model", help="Use only rows of this model (aliases such as mistral-7b accepted).")
+Method = typer.Option(None, "--method", help="Use only rows of this method (lora, full).")
+TrainSize = typer.Option(None, "--train-size", help="Use only rows of this train size.")
+Direction = typer.Option(None, "--direction", help="max (higher is better) or min; or per metric, e.g. 'loss=min,accuracy=max'. Default: from the metric name (loss/perplexity/error-like = min), else max.")
+Tol = typer.Option(0.01, "--tol", help="Relative tolerance: a config covers a dataset when within tol*|best| of the best (0.01 = 1%).")
+AbsTol = typer.Option(None, "--abs-tol", help="Absolute tolerance (overrides --tol).")
+Agg = typer.Option("mean", "--agg", help="How repeated runs (seeds, duplicate rows) of a cell combine: mean | median | max | min.")
+ChooseSplit = typer.Option("auto", "--choose-split", help="Split whose scores rank/choose, e.g. Dev. 'auto': the test score column if filled, else X-Dev/X-Test pairs if present, else all datasets; 'all' (rank) / 'none' (evaluate): no pairing.")
+ScoreSplit = typer.Option("auto", "--score-split", help="Split whose scores evaluate held-out datasets, e.g. Test (see --choose-split).")
+
+
+def _csv_list(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def _columns(**kw: Any) -> Any:
+    from staytuned.results import ColumnSpec
+
+    spec: dict[str, Any] = {}
+    mapping = {
+        "dataset_col": "dataset", "config_col": "config", "score_col": "score", "test_score_col": "test_score",
+        "status_col": "status", "seed_col": "seed", "metric_col": "metric", "model_col": "model",
+        "method_col": "method", "train_size_col": "train_size", "split_col": "split", "group_col": "group",
+        "hp_json_col": "hp_json",
+    }
+    for opt, role in mapping.items():
+        if kw.get(opt) is not None:
+            spec[role] = kw[opt]
+    if kw.get("hp_cols"):
+        spec["hps"] = _csv_list(kw["hp_cols"])
+    if kw.get("ignore_cols"):
+        spec["ignore"] = ColumnSpec().ignore + (_csv_list(kw["ignore_cols"]) or ())
+    return ColumnSpec(**spec)
+
+
+def _direction(text: str | None) -> Any:
+    if text is None:
+        return None
+    if "=" not in text:
+        if text not in ("max", "min"):
+            raise InputError("unknown direction", field="--direction", value=text,
+                             expected="max, min, or metric=max|min[,...]")
+        return text
+    out: dict[str, str] = {}
+    for part in _csv_list(text) or ():
+        name, _, d = part.partition("=")
+        if d.strip() not in ("max", "min"):
+            raise InputError("unknown direction", field="--direction", value=part, expected="metric=max or metric=min")
+        out[name.strip()] = d.strip()
+    return out
+
+
+def _notes(notes: Any, quiet: bool) -> None:
+    if quiet:
+        return
+    for n in notes:
+        err.print(f"[dim]note:[/] {n}", markup=True, highlight=False)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "-"
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _hps_text(hps: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={_fmt(v)}" for k, v in hps.items())
+
+
+def _load(table: Path, verbose: bool, **cols: Any) -> Any:
+    from staytuned.results import load_results
+
+    t = load_results(table, _columns(**cols))
+    if verbose:
+        err.print(f"read {len(t)} runs, {len(t.datasets)} datasets, {len(t.config_ids)} configs from {table}")
+    return t
+
+
+def _check_out_path(path: Path | None, suffixes: tuple[str, ...], flag: str) -> None:
+    """Validate output paths before any work, so bad input writes nothing."""
+    if path is None or str(path) == "-":
+        return
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise InputError("unsupported output format", field=flag, value=str(path), expected=" or ".join(suffixes))
+    if path.exists() and path.is_dir():
+        raise InputError("is a directory", field=flag, value=str(path), expected="a file path")
+
+
+# -- cbs rank ---------------------------------------------------------------------------------
+@cbs_app.command("rank", help="Rank the configs of a results table by greedy coverage. " + HP_HELP)
+def rank_cmd(
+    table: Path = TableArg,
+    dataset_col: str = DatasetCol,
+    config_col: str | None = ConfigCol,
+    score_col: str = ScoreCol,
+    hp_cols: str | None = HpCols,
+    hp_json_col: str | None = HpJsonCol,
+    ignore_cols: str | None = IgnoreCols,
+    status_col: str | None = StatusCol,
+    seed_col: str | None = SeedCol,
+    metric_col: str | None = MetricCol,
+    model_col: str | None = ModelCol,
+    method_col: str | None = MethodCol,
+    train_size_col: str | None = TrainSizeCol,
+    split_col: str | None = SplitCol,
+    model: str | None = Model,
+    method: str | None = Method,
+    train_size: str | None = TrainSize,
+    direction: str | None = Direction,
+    tol: float = Tol,
+    abs_tol: float | None = AbsTol,
+    k: int | None = typer.Option(None, "--k", help="Rank this many configs (default all)."),
+    agg: str = Agg,
+    choose_split: str = typer.Option("auto", "--choose-split", help="Rank on the datasets of this split only (e.g. Dev). 'auto': Dev when X-Dev/X-Test pairs exist, else all; 'all': every dataset."),
+    json_path: str | None = JsonOpt,
+    quiet: bool = QuietOpt,
+    verbose: bool = VerboseOpt,
+) -> None:
+    with cli_errors():
+        from staytuned.cbs import rank
+
+        _check_out_path(Path(json_path) if json_path else None, (), "--json")
+        t = _load(table, verbose, dataset_col=dataset_col, config_col=config_col, score_col=score_col,
+                  hp_cols=hp_cols, hp_json_col=hp_json_col, ignore_cols=ignore_cols, status_col=status_col,
+                  seed_col=seed_col, metric_col=metric_col, model_col=model_col, method_col=method_col,
+                  train_size_col=train_size_col, split_col=split_col)
+        t = _slice(t, model, method, train_size)
+        matrix, what = t.choose_matrix(choose_split, direction=_direction(direction), agg=agg)
+        ranking = rank(matrix, tol=tol, abs_tol=abs_tol, k=k)
+        if not quiet:
+            err.print(f"ranked {len(ranking.steps)} of {matrix.shape[0]} configs on {matrix.shape[1]} datasets ({what}); "
+                      f"direction {matrix.direction}")
+        _notes(ranking.notes, quiet)
+        if json_path != "-":
+            _print_ranking(ranking, len(matrix.datasets))
+        payload = ranking.to_dict()
+        payload.update(source=str(table), datasets_used=what, direction=matrix.direction)
+        write_json(json_path, payload)
+
+
+def _slice(t: Any, model: str | None, method: str | None, train_size: str | None) -> Any:
+    if model is None and method is None and train_size is None:
+        return t
+    if model is not None and t.model is not None:
+        from staytuned.recommend import _match_model
+
+        model = _match_model(t, model)
+    return t.slice(model=model, method=method, train_size=train_size)
+
+
+def _print_ranking(ranking: Any, m: int) -> None:
+    tab = Table(title=f"CBS ranking (tol {ranking.tol:g})" if ranking.abs_tol is None else f"CBS ranking (abs tol {ranking.abs_tol:g})")
+    for col, just in (("rank", "right"), ("config", "left"), ("HPs", "left"), ("round", "right"),
+                      ("newly covers", "left"), ("coverage", "right"), ("best-of-k", "right")):
+        # HPs are the widest cell: let them take the room and fold, keep the numbers on one line.
+        tab.add_column(col, justify=just, ratio=4 if col == "HPs" else None, overflow="fold",  # type: ignore[arg-type]
+                       no_wrap=col not in ("HPs", "newly covers"))
+    for s in ranking.steps:
+        new = ", ".join(s.new_datasets[:4]) + (f" +{len(s.new_datasets) - 4}" if len(s.new_datasets) > 4 else "")
+        tab.add_row(str(s.rank), s.config_id, _hps_text(s.hps), str(s.round), f"{len(s.new_datasets)}: {new}" if new else "0",
+                    f"{s.covered}/{m}", f"{s.mean_best_of_k:.4f}")
+    out.print(tab)
+
+
+# -- cbs evaluate -----------------------------------------------------------------------------
+@cbs_app.command("evaluate", help="Leave-one-dataset-out (or leave-one-group-out) evaluation of CBS against baselines. " + HP_HELP)
+def evaluate_cmd(
+    table: Path = TableArg,
+    dataset_col: str = DatasetCol,
+    config_col: str | None = ConfigCol,
+    score_col: str = ScoreCol,
+    test_score_col: str | None = typer.Option(None, "--test-score-col", help="Second score column that scores held-out datasets (default 'score_test' when filled); choosing uses --score-col."),
+    hp_cols: str | None = HpCols,
+    hp_json_col: str | None = HpJsonCol,
+    ignore_cols: str | None = IgnoreCols,
+    status_col: str | None = StatusCol,
+    seed_col: str | None = SeedCol,
+    metric_col: str | None = MetricCol,
+    model_col: str | None = ModelCol,
+    method_col: str | None = MethodCol,
+    train_size_col: str | None = TrainSizeCol,
+    split_col: str | None = SplitCol,
+    group_col: str | None = typer.Option(None, "--group-col", help="Leave-one-group-out by this column (e.g. task type; one group per dataset)."),
+    model: str | None = Model,
+    method: str | None = Method,
+    train_size: str | None = TrainSize,
+    direction: str | None = Direction,
+    tol: float = Tol,
+    abs_tol: float | None = AbsTol,
+    k: int = typer.Option(10, "--k", help="Evaluate best-of-top-k for k = 1..K."),
+    agg: str = Agg,
+    choose_split: str = ChooseSplit,
+    score_split: str = ScoreSplit,
+    default_config: str | None = typer.Option(None, "--default-config", help="Fixed default baseline: a config id or HP assignment such as 'lr=1e-4,epochs=3'."),
+    random_perms: int = typer.Option(0, "--random-perms", help="Random baseline: 0 = exact expectation over all orders; N = mean over N seeded permutations."),
+    seed: int = typer.Option(0, "--seed", help="Seed of --random-perms."),
+    json_path: str | None = JsonOpt,
+    csv_path: Path | None = typer.Option(None, "--csv", help="Write method,k,mean_best_of_k,solved_fraction rows to PATH."),
+    plot_path: Path | None = typer.Option(None, "--plot", help="Plot best-of-top-k and solved fraction against k to PATH (.png or .svg)."),
+    quiet: bool = QuietOpt,
+    verbose: bool = VerboseOpt,
+) -> None:
+    with cli_errors():
+        from staytuned.cbs import evaluate
+
+        _check_out_path(Path(json_path) if json_path else None, (), "--json")
+        _check_out_path(csv_path, (), "--csv")
+        _check_out_path(plot_path, (".png", ".svg"), "--plot")
+        if group_col is not None and split_col is not None and group_col == split_col:
+            raise InputError("the group column cannot also be the split column", field="--group-col", value=group_col)
+        t = _load(table, verbose, dataset_col=dataset_col, config_col=config_col, score_col=score_col,
+                  test_score_col=test_score_col, hp_cols=hp_cols, hp_json_col=hp_json_col, ignore_cols=ignore_cols,
+                  status_col=status_col, seed_col=seed_col, metric_col=metric_col, model_col=model_col,
+                  method_col=method_col, train_size_col=train_size_col, split_col=split_col, group_col=group_col)
+        t = _slice(t, model, method, train_size)
+        choose, scoring, what = t.eval_matrices(choose_split, score_split, direction=_direction(direction), agg=agg)
+        groups = None
+        if group_col is not None:
+            groups = dict(zip(choose.datasets, choose.groups or (), strict=False))
+            if any(g is None for g in groups.values()):
+                raise InputError("datasets without a group value", file=str(table), column=group_col,
+                                 value=[d for d, g in groups.items() if g is None][:5], expected="a group in every row")
+        with _progress(quiet, "leave-one-out folds") as on_fold:
+            evaluation = evaluate(choose, scoring, groups=groups, tol=tol, abs_tol=abs_tol, k=k,
+                                  default_config=default_config, random_perms=random_perms, seed=seed,
+                                  on_fold=on_fold)
+        if not quiet:
+            err.print(f"{evaluation.scheme} over {len(evaluation.held_out)} datasets x {choose.shape[0]} configs; {what}; "
+                      f"random baseline: {evaluation.random}")
+        _notes(evaluation.notes, quiet)
+        if json_path != "-":
+            _print_evaluation(evaluation)
+        payload = evaluation.to_dict()
+        payload.update(source=str(table), pairing=what)
+        write_json(json_path, payload)
+        if csv_path is not None:
+            _write_csv(csv_path, evaluation.rows())
+        if plot_path is not None:
+            from staytuned.plots import plot_evaluation
+
+            plot_evaluation(evaluation, plot_path, title=f"{table.name}: {evaluation.scheme}")
+            if not quiet:
+                err.print(f"plot written to {plot_path}")
+
+
+@contextlib.contextmanager
+def _progress(quiet: bool, label: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr (hidden when quiet); yields an on_step(done, total) callback."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, disable=quiet, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def on_step(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield on_step
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()})
+    tmp.replace(path)
+
+
+def _print_evaluation(ev: Any) -> None:
+    tab = Table(title=f"{ev.scheme}: mean best-of-top-k normalized score / fraction solved")
+    tab.add_column("k", justify="right")
+    for name in ev.methods:
+        tab.add_column(name, justify="right")
+    for i, k in enumerate(ev.k):
+        tab.add_row(str(k), *(f"{c.mean_best_of_k[i]:.3f} / {c.solved_fraction[i]:.2f}" for c in ev.methods.values()))
+    out.print(tab)
+
+
+# -- recommend --------------------------------------------------------------------------------
+def recommend_cmd(
+    table: Path | None = typer.Argument(None, help="Optional results table; without it, the shipped recommendations."),
+    model: str | None = typer.Option(None, "--model", help="Model name or alias (mistral-7b, mistralai/Mistral-7B-v0.1, llama-3-8b, ...)."),
+    method: str | None = typer.Option(None, "--method", help="lora or full."),
+    train_size: int | None = typer.Option(None, "--train-size", help="Training-set size of the slice."),
+    k: int | None = typer.Option(None, "--k", help="Top-k configs (default: 3 from a table; every shipped rank otherwise)."),
+    dataset_col: str = DatasetCol,
+    config_col: str | None = ConfigCol,
+    score_col: str = ScoreCol,
+    hp_cols: str | None = HpCols,
+    hp_json_col: str | None = HpJsonCol,
+    ignore_cols: str | None = IgnoreCols,
+    model_col: str | None = ModelCol,
+    method_col: str | None = MethodCol,
+    train_size_col: str | None = TrainSizeCol,
+    direction: str | None = Direction,
+    tol: float = Tol,
+    abs_tol: float | None = AbsTol,
+    agg: str = Agg,
+    json_path: str | None = JsonOpt,
+    yaml_path: Path | None = typer.Option(None, "--yaml", help="Also write the recommendations as YAML to PATH."),
+    quiet: bool = QuietOpt,
+    verbose: bool = VerboseOpt,
+) -> None:
+    """Recommended HP configs for a model / method / train size: shipped (with provenance) or CBS on a results table."""
+    with cli_errors():
+        from staytuned.recommend import recommend
+
+        _check_out_path(Path(json_path) if json_path else None, (), "--json")
+        _check_out_path(yaml_path, (".yaml", ".yml"), "--yaml")
+        if table is None:
+            recs = recommend(model=model, method=method, train_size=train_size, k=k)
+        else:
+            t = _load(table, verbose, dataset_col=dataset_col, config_col=config_col, score_col=score_col,
+                      hp_cols=hp_cols, hp_json_col=hp_json_col, ignore_cols=ignore_cols, model_col=model_col,
+                      method_col=method_col, train_size_col=train_size_col)
+            recs = recommend(t, model=model, method=method, train_size=train_size, k=k, tol=tol, abs_tol=abs_tol,
+                             direction=_direction(direction), agg=agg)
+        _notes(recs.notes, quiet)
+        if json_path != "-":
+            _print_recommendations(recs)
+        payload = recs.to_dict()
+        write_json(json_path, payload)
+        if yaml_path is not None:
+            import yaml
+
+            from staytuned.cli._common import _jsonable
+
+            yaml_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = yaml_path.with_name(yaml_path.name + ".tmp")
+            tmp.write_text(yaml.safe_dump(_jsonable(payload), sort_keys=False), encoding="utf-8")
+            tmp.replace(yaml_path)
+
+
+def _print_recommendations(recs: Any) -> None:
+    tab = Table(title="Recommended configurations" + (" (shipped)" if recs.origin == "shipped" else f" (CBS on {recs.origin})"))
+    for col in ("model", "method", "train size", "rank", "config"):
+        tab.add_column(col)
+    from_table = recs.origin != "shipped"
+    tab.add_column("coverage" if from_table else "source")
+    for r in recs.recommendations:
+        src = (f"{r.coverage:.0%} (best-of-k {r.mean_best_of_k:.3f})" if from_table
+               else f"{r.source.get('authors', '')} {r.source.get('year', '')}, arXiv {r.source.get('arxiv', '?')}")
+        tab.add_row(r.model, str(r.method), "-" if r.train_size is None else str(r.train_size), str(r.rank),
+                    _hps_text(r.config), src)
+    out.print(tab)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``cbs`` group and the top-level ``recommend`` command."""
+    app.add_typer(cbs_app, name="cbs")
+    app.command("recommend")(recommend_cmd)

@@ -1,0 +1,65 @@
+"""Shipped recommendations (with provenance) and recommendations from a results table."""
+
+from __future__ import annotations
+
+import pytest
+
+from staytuned.errors import InputError
+from staytuned.recommend import known_models, recommend, resolve_model, shipped_recommendations
+from staytuned.results import from_records
+
+TRAIN_CONFIG_NAMES = {"method", "learning_rate", "batch_size", "epochs", "lora_r", "lora_alpha", "lr_scheduler"}
+
+
+def test_shipped_paper_configs() -> None:
+    recs = {(r.model, r.method): r for r in shipped_recommendations()}
+    assert recs[("mistral-7b", "full")].config == {"method": "full", "learning_rate": 5e-6, "batch_size": 8, "epochs": 5}
+    assert recs[("mistral-7b", "lora")].config == {
+        "method": "lora", "learning_rate": 5e-5, "batch_size": 32, "epochs": 5, "lora_r": 128, "lora_alpha": 128}
+    assert recs[("llama-3-8b", "full")].config == {"method": "full", "learning_rate": 1e-5, "batch_size": 8, "epochs": 5}
+    assert recs[("llama-3-8b", "lora")].config == {
+        "method": "lora", "learning_rate": 5e-5, "batch_size": 8, "epochs": 5, "lora_r": 128, "lora_alpha": 32}
+    for r in recs.values():
+        assert set(r.config) <= TRAIN_CONFIG_NAMES
+        assert r.source["arxiv"] == "2407.18990" and "Stay Tuned" in r.source["title"]
+        assert "as cited from the paper" in r.source["section"]
+
+
+@pytest.mark.parametrize("alias", ["mistral-7b", "mistralai/Mistral-7B-v0.1", "MISTRAL_7B"])
+def test_mistral_aliases(alias: str) -> None:
+    assert resolve_model(alias) == "mistral-7b"
+
+
+@pytest.mark.parametrize("alias", ["llama-3-8b", "meta-llama/Meta-Llama-3-8B", "Meta-Llama-3-8B"])
+def test_llama_aliases(alias: str) -> None:
+    assert resolve_model(alias) == "llama-3-8b"
+
+
+def test_filters_and_unknown_model() -> None:
+    got = recommend(model="meta-llama/Meta-Llama-3-8B", method="lora")
+    assert [r.config["lora_alpha"] for r in got.recommendations] == [32]
+    assert len(recommend().recommendations) == 4
+    with pytest.raises(InputError) as exc:
+        recommend(model="gpt2")
+    assert "mistral-7b" in str(exc.value) and "llama-3-8b" in str(exc.value)
+    with pytest.raises(InputError, match="method"):
+        recommend(model="mistral-7b", method="qlora")
+    assert set(known_models()) == {"mistral-7b", "llama-3-8b"}
+
+
+def test_from_table_is_the_cbs_top_k() -> None:
+    rows = []
+    grid = {"c1": {"hp_learning_rate": 1e-4}, "c2": {"hp_learning_rate": 1e-5}, "c3": {"hp_learning_rate": 3e-4}}
+    scores = {"c1": [0.9, 0.1, 0.5], "c2": [0.1, 0.9, 0.5], "c3": [0.8, 0.8, 0.9]}
+    for c, ss in scores.items():
+        for d, s in zip(("a", "b", "c"), ss, strict=True):
+            rows.append({"dataset": d, "config_id": c, "model": "mistralai/Mistral-7B-v0.1", "method": "lora",
+                         "train_size": 100, "score": s, **grid[c]})
+        rows.append({"dataset": "a", "config_id": c, "model": "other", "method": "lora", "train_size": 100, "score": 0.5,
+                     **grid[c]})
+    t = from_records(rows)
+    got = recommend(t, model="mistral-7b", method="lora", train_size=100, k=2)
+    # c3 covers only c; c1 covers a; c2 covers b; all gain 1 -> mean normalized c3 (0.917) first, then c1 (0.333, tie with c2 -> natural order)
+    assert [r.config_id for r in got.recommendations] == ["c3", "c1"]
+    assert got.recommendations[0].config == {"learning_rate": 3e-4}
+    assert got.recommendations[1].coverage == pytest.approx(2 / 3)
