@@ -17,7 +17,8 @@ from staytuned import __version__
 # Order here is the order in `staytuned --help`.
 _COMMAND_MODULES = (
     "staytuned.cli.cbs",  # cbs rank / evaluate, recommend
-    "staytuned.cli.train",  # train, tasks
+    "staytuned.cli.tasks",  # tasks
+    "staytuned.cli.train",  # train
     "staytuned.cli.search",  # tune, grid, results, simulate
     "staytuned.cli.decode",  # decode tune, generate, compare, serve
     "staytuned.cli.report",  # report, export
