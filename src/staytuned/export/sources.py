@@ -1,0 +1,145 @@
+"""Where an exported config comes from: a config file, an Optuna study, or a recommendation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from staytuned.errors import InputError, StorageError
+from staytuned.export.mapping import DEFAULTS
+
+HP_NAMES = frozenset(DEFAULTS) | {"learning_rate"}
+
+
+def clean_config(raw: dict[str, Any], *, where: str) -> dict[str, Any]:
+    """Keep TrainConfig HPs; accept results-table names (``hp_<name>``); reject unknown names."""
+    config: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key[3:] if key.startswith("hp_") else key
+        if name not in HP_NAMES:
+            raise InputError("not a training hyperparameter", file=where, field=key,
+                             expected="one of " + ", ".join(sorted(HP_NAMES)))
+        if value is not None and not (isinstance(value, float) and value != value):  # skip NaN cells
+            config[name] = value
+    return config
+
+
+def config_from_file(path: str | Path) -> tuple[dict[str, Any], str]:
+    """Read a JSON or YAML mapping of HPs (a bare mapping, or one under a ``config`` key)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("no such file", file=str(p))
+    text = p.read_text(encoding="utf-8")
+    try:
+        if p.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except (ValueError, Exception) as exc:  # yaml.YAMLError and json.JSONDecodeError
+        raise InputError(f"cannot parse: {exc}".splitlines()[0], file=str(p)) from None
+    if isinstance(data, dict) and isinstance(data.get("config"), dict):
+        data = data["config"]
+    if not isinstance(data, dict):
+        raise InputError("expected a mapping of hyperparameter names to values", file=str(p))
+    return clean_config(data, where=str(p)), f"config file {p.name}"
+
+
+def config_from_study(storage: str, study_name: str | None = None) -> tuple[dict[str, Any], str]:
+    """The best finished trial of a single-objective study: its params plus method/seed attrs."""
+    import optuna
+
+    study = load_study(storage, study_name)
+    if len(study.directions) > 1:
+        raise InputError("a multi-objective study has no single best configuration",
+                         field="study", value=study.study_name, expected="a single-objective training study")
+    trials = [
+        t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if t.user_attrs.get("status", "ok") == "ok" and t.value is not None
+    ]
+    if not trials:
+        raise InputError("no completed trial to export", field="study", value=study.study_name)
+    sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
+    best = max(trials, key=lambda t: (sign * t.value, -t.number))
+    if study.user_attrs.get("kind") == "decode":
+        raise InputError("a decoding study holds generation settings, not a training configuration",
+                         field="study", value=study.study_name, expected="a tune or grid study")
+    raw: dict[str, Any] = {}
+    for attr in ("method", "seed"):  # fixed axes are stored as attrs, not params
+        if best.user_attrs.get(attr) is not None:
+            raw[attr] = best.user_attrs[attr]
+    # staytuned trials store the whole config (fixed HPs too); plain studies only have params.
+    stored = best.user_attrs.get("config") if isinstance(best.user_attrs.get("config"), dict) else {}
+    for values in (stored, best.params):
+        raw.update({k: v for k, v in values.items() if k in HP_NAMES or k.startswith("hp_")})
+    source = f"study {study.study_name!r} trial {best.number} (score {best.value:.4g})"
+    return clean_config(raw, where=f"study {study.study_name}"), source
+
+
+def open_existing_storage(storage: str) -> tuple[Any, str]:
+    """(Optuna storage, URL) of a storage that must already exist: reading never creates one.
+
+    Opening goes through :func:`staytuned.search.storage.open_storage` (drivers, timeouts and a
+    one-line :class:`StorageError` for an unreachable server).
+    """
+    from staytuned.search.storage import open_storage, sqlite_path
+
+    url = storage_url(storage)
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        raise InputError("no such SQLite storage", file=str(path), expected="the .db file of a study")
+    return open_storage(url), url
+
+
+def load_study(storage: str, study_name: str | None = None):  # -> optuna.Study
+    """Open a study by name, or the only study in the storage."""
+    import optuna
+
+    opened, _ = open_existing_storage(storage)
+    try:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage=opened, include_best_trial=False)]
+    except Exception as exc:  # sqlalchemy errors: not an Optuna database
+        raise StorageError(f"cannot read studies from {storage}: {exc}".splitlines()[0]) from None
+    if study_name is None:
+        if len(names) != 1:
+            raise InputError("storage holds several studies; name one with --study" if names
+                             else "storage holds no study", field="study", value=None,
+                             expected=", ".join(names) or "a storage with a study")
+        study_name = names[0]
+    if study_name not in names:
+        raise InputError("no such study", field="study", value=study_name,
+                         expected=", ".join(names) or "a storage with a study")
+    return optuna.load_study(study_name=study_name, storage=opened)
+
+
+def storage_url(storage: str) -> str:
+    """Accept a SQLAlchemy URL or a path to an SQLite file."""
+    if "://" in storage:
+        return storage
+    p = Path(storage)
+    if not p.is_file():
+        raise InputError("no such storage file (or give a URL such as sqlite:///study.db)", file=storage)
+    return f"sqlite:///{p.resolve()}"
+
+
+def config_from_recommendation(ref: str, rank: int = 1) -> tuple[dict[str, Any], str]:
+    """A shipped recommendation, ``MODEL/METHOD`` (model names and aliases as `staytuned recommend`)."""
+    from staytuned.recommend import recommend
+
+    model, _, method = ref.rpartition("/")
+    if not model or not method:
+        raise InputError("expected MODEL/METHOD", field="from_recommendation", value=ref,
+                         expected="e.g. mistral-7b/lora (see `staytuned recommend`)")
+    recs = [r for r in recommend(model=model, method=method).recommendations if r.rank == rank]
+    if not recs:
+        raise InputError("no recommendation of this rank", field="rank", value=rank,
+                         expected=f"a rank listed by `staytuned recommend --model {model} --method {method}`")
+    # Several train sizes may be shipped: prefer the general entry, else the largest size.
+    rec = sorted(recs, key=lambda r: (r.train_size is not None, -(r.train_size or 0)))[0]
+    cite = f"arXiv {rec.source['arxiv']}" if rec.source.get("arxiv") else rec.source.get("id") or "shipped"
+    size = f", train size {rec.train_size}" if rec.train_size is not None else ""
+    raw = {"method": rec.method or method, **rec.config}
+    return (clean_config(raw, where=f"recommendation {ref}"),
+            f"recommendation {rec.model}/{rec.method} rank {rec.rank}{size} ({cite})")

@@ -1,0 +1,128 @@
+"""Plotly figures of the report panels (interactive, in the HTML page).
+
+Plotly renders titles, ticks and hover text as pseudo-HTML and decodes entities, so every piece
+of user text (dataset, study, HP names and values) goes through :func:`esc` first: a dataset
+called ``<script>`` shows as that text and never becomes markup.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+from staytuned.report.panels import (
+    CoveragePanel,
+    HeatmapPanel,
+    HistoryPanel,
+    ImportancePanel,
+    ParallelPanel,
+    ParetoPanel,
+)
+
+METHOD_COLORS = {"cbs": "#1f77b4", "best-average": "#ff7f0e", "random": "#7f7f7f", "default": "#2ca02c",
+                 "oracle": "#d62728"}
+_LAYOUT = {"template": "plotly_white", "margin": {"l": 60, "r": 20, "t": 50, "b": 50}, "height": 380}
+
+
+def esc(text: Any) -> str:
+    # Plotly decodes &lt; &gt; &amp; but shows &quot; literally, so quotes stay as they are
+    # (they cannot open a tag).
+    return html.escape(str(text), quote=False)
+
+
+def _go():
+    import plotly.graph_objects as go
+
+    return go
+
+
+def _nan_none(values: list[float]) -> list[float | None]:
+    return [None if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in values]
+
+
+def topk_figure(panel: CoveragePanel) -> Any:
+    go = _go()
+    fig = go.Figure()
+    for name, curve in panel.curves.items():
+        fig.add_trace(go.Scatter(x=panel.k, y=_nan_none(curve), mode="lines+markers", name=esc(name),
+                                 line={"color": METHOD_COLORS.get(name), "dash": "dot" if name == "oracle" else None}))
+    fig.update_layout(**_LAYOUT, title=f"Best-of-top-k, {esc(panel.scheme)} ({esc(panel.label)})",
+                      xaxis_title="k (configs tried)", yaxis_title="mean best normalized score (1 = best)",
+                      yaxis_range=[0, 1.05])
+    return fig
+
+
+def importance_figure(panel: ImportancePanel) -> Any:
+    go = _go()
+    items = sorted(panel.importances.items(), key=lambda kv: kv[1])
+    fig = go.Figure(go.Bar(x=[v for _, v in items], y=[esc(k) for k, _ in items], orientation="h",
+                           marker_color="#1f77b4"))
+    fig.update_layout(**{**_LAYOUT, "height": max(250, 40 * len(items) + 100)},
+                      title=f"HP importance (fANOVA) for the {esc(panel.target)}, {panel.n_trials} runs",
+                      xaxis_title="importance (sums to 1)")
+    return fig
+
+
+def heatmap_figure(panel: HeatmapPanel) -> Any:
+    go = _go()
+    text = [[f"n={c}" for c in row] for row in panel.counts]
+    fig = go.Figure(go.Heatmap(
+        z=panel.z, x=[esc(x) for x in panel.x_labels], y=[esc(y) for y in panel.y_labels],
+        colorscale="Viridis", reversescale=panel.direction == "min", text=text,
+        hovertemplate="%{x}, %{y}: %{z:.4g} (%{text})<extra></extra>", colorbar={"title": "score"},
+    ))
+    fig.update_layout(**_LAYOUT, title=f"{esc(panel.dataset)}: mean score ({'higher' if panel.direction == 'max' else 'lower'} is better)",
+                      xaxis_title=esc(panel.x_name), yaxis_title=esc(panel.y_name),
+                      xaxis_type="category", yaxis_type="category")
+    return fig
+
+
+def parallel_figure(panel: ParallelPanel) -> Any:
+    go = _go()
+    dims = []
+    for d in panel.dimensions:
+        dim: dict[str, Any] = {"label": esc(d["name"]), "values": _nan_none(d["values"])}
+        if d["ticks"]:
+            dim["tickvals"] = [v for v, _ in d["ticks"]]
+            dim["ticktext"] = [esc(t) for _, t in d["ticks"]]
+        dims.append(dim)
+    fig = go.Figure(go.Parcoords(line={"color": panel.color, "colorscale": "Viridis", "showscale": True,
+                                       "colorbar": {"title": esc(panel.color_name)}}, dimensions=dims))
+    fig.update_layout(**{**_LAYOUT, "margin": {"l": 70, "r": 70, "t": 80, "b": 40}, "height": 420},
+                      title="Parallel coordinates (one line per successful run)")
+    return fig
+
+
+def history_figure(panel: HistoryPanel) -> Any:
+    go = _go()
+    fig = go.Figure()
+    for ds, s in panel.series.items():
+        fig.add_trace(go.Scatter(x=s["number"], y=s["value"], mode="markers", name=f"{esc(ds)}: trial",
+                                 marker={"size": 6, "opacity": 0.6}))
+        fig.add_trace(go.Scatter(x=s["number"], y=s["best"], mode="lines", name=f"{esc(ds)}: best so far",
+                                 line={"shape": "hv"}))
+    fig.update_layout(**_LAYOUT, title=f"Optimization history of study {esc(panel.study)}",
+                      xaxis_title="trial number", yaxis_title=f"score ({'max' if panel.direction == 'max' else 'min'}imize)")
+    return fig
+
+
+def pareto_figure(panel: ParetoPanel) -> Any:
+    go = _go()
+    fig = go.Figure()
+    for front in (False, True):
+        pts = [p for p in panel.points if p["pareto"] == front]
+        if not pts:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[p["x"] for p in pts], y=[p["y"] for p in pts], mode="markers",
+            name="Pareto front" if front else "other trials",
+            marker={"size": 10 if front else 6, "color": "#d62728" if front else "#9ecae1"},
+            text=[esc(", ".join(f"{k}={v}" for k, v in p["params"].items())) for p in pts],
+            customdata=[p["number"] for p in pts],
+            hovertemplate="trial %{customdata}<br>%{text}<extra></extra>",
+        ))
+    xn, yn = (esc(n) for n in panel.names)
+    fig.update_layout(**_LAYOUT, title=f"Pareto front of study {esc(panel.study)}: {xn} vs {yn}",
+                      xaxis_title=f"{xn} ({panel.directions[0]}imize)", yaxis_title=f"{yn} ({panel.directions[1]}imize)")
+    return fig
