@@ -1,0 +1,405 @@
+"""``staytuned tune``, ``grid``, ``results export`` and ``simulate``."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from staytuned.cli._common import (
+    EXIT_FAILED,
+    JsonOpt,
+    QuietOpt,
+    VerboseOpt,
+    cli_errors,
+    err,
+    out,
+    write_json,
+)
+from staytuned.cli import cbs as cbs_cli  # the column flags of `cbs evaluate`, shared
+from staytuned.errors import InputError
+
+STRATEGY_HELP = "grid | random | tpe | gp | cbs | cbs+tpe | cbs-adaptive"
+
+
+def _csv(text: str | None) -> list[str]:
+    return [s.strip() for s in (text or "").split(",") if s.strip()]
+
+
+def _overrides(items: list[str] | None) -> dict[str, Any]:
+    """``--set max_seq_length=64`` -> fixed HP values, validated like a space's ``fixed``."""
+    from staytuned.results import parse_value
+    from staytuned.space import parse_space
+
+    fixed: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise InputError("not an assignment", field="--set", value=item, expected="NAME=VALUE")
+        key, val = (s.strip() for s in item.split("=", 1))
+        fixed[key] = parse_value(val)
+    if fixed:
+        parse_space({"fixed": fixed}, source="--set")  # unknown names / wrong types: clear error
+    return fixed
+
+
+def _quiet_logs(verbose: bool) -> None:
+    import logging
+    import os
+    import warnings
+
+    if not verbose:  # read by transformers/huggingface_hub at import, also in spawned workers
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TQDM_DISABLE", "1")
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.ERROR)
+    if not verbose:
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        logging.getLogger("transformers").setLevel(logging.ERROR)
+
+
+def _study_name(*parts: Any) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", "-".join(str(p) for p in parts if p is not None))
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+WorkersOpt = typer.Option(None, "--workers", help="Trials in parallel (default: 1 on this machine; with --backend ray, as many as the cluster holds).")
+BackendOpt = typer.Option("local", "--backend", help="local: worker processes on this machine; ray: workers on a Ray cluster (docs/cluster.md).")
+RayAddressOpt = typer.Option(None, "--ray-address", help="With --backend ray: 'auto' (the cluster this node joined, or RAY_ADDRESS), or the head's host:port; default: a local Ray on this machine.")
+CpusPerTrialOpt = typer.Option(1.0, "--cpus-per-trial", help="With --backend ray: CPUs each trial holds (fractions below 1 allowed).")
+GpusPerTrialOpt = typer.Option(0.0, "--gpus-per-trial", help="With --backend ray: GPUs each trial holds (0.5 = two trials per GPU).")
+
+
+def _check_backend(backend: str, workers: int | None, ray_address: str | None,
+                   cpus_per_trial: float, gpus_per_trial: float) -> str:
+    """Validate --backend and its options; returns the "N worker(s)" text for the header."""
+    if backend not in ("local", "ray"):
+        raise InputError("unknown backend", field="--backend", value=backend, expected="local or ray")
+    if workers is not None and workers < 1:
+        raise InputError("--workers must be >= 1", field="--workers", value=workers)
+    if backend == "local":
+        for flag, value, default in (("--ray-address", ray_address, None),
+                                     ("--cpus-per-trial", cpus_per_trial, 1.0),
+                                     ("--gpus-per-trial", gpus_per_trial, 0.0)):
+            if value != default:
+                raise InputError(f"{flag} needs --backend ray", field=flag, value=value)
+        return f"{workers or 1} worker(s)"
+    from staytuned.distributed import check_resources  # light: Ray is imported only to run
+
+    check_resources(cpus_per_trial, gpus_per_trial, workers)
+    where = ray_address or "a local Ray"
+    return f"{workers or 'as many'} Ray worker(s) on {where}, {cpus_per_trial:g} CPU" + (
+        f" + {gpus_per_trial:g} GPU" if gpus_per_trial else "") + " per trial"
+
+
+def tune_cmd(
+    task: str = typer.Option(..., "--task", help="Task: a bundled name (sst2, trec, ...) or a data path."),
+    model: str | None = typer.Option(None, "--model", help="Model: smollm2-135m, tiny-llama, a folder, a .gguf, a hub id. Omit when the space searches 'model'."),
+    method: str | None = typer.Option(None, "--method", help="lora or full (default: the space's, else lora)."),
+    space: str = typer.Option("preset:lora", "--space", help="Search space: preset:lora | preset:full | preset:demo | a YAML file."),
+    strategy: str = typer.Option("tpe", "--strategy", help=STRATEGY_HELP),
+    trials: int = typer.Option(12, "--trials", help="Finished trials the study ends with (re-running resumes)."),
+    train_size: int | None = typer.Option(None, "--train-size", help="Training examples per trial (default: all)."),
+    eval_size: int | None = typer.Option(200, "--eval-size", help="Validation examples scored per trial."),
+    eval_split: str = typer.Option("validation", "--eval-split", help="Split the trials are scored on."),
+    set_: list[str] | None = typer.Option(None, "--set", help="Fix an HP for every trial, e.g. --set max_seq_length=64 (repeatable)."),
+    pruner: str = typer.Option("none", "--pruner", help="none | median | halving | hyperband (per-epoch validation scores)."),
+    cbs_table: str | None = typer.Option(None, "--cbs-table", help="Results table CBS ranks for cbs / cbs+tpe (default: the shipped recommendations) and cbs-adaptive (required)."),
+    cbs_k: int = typer.Option(3, "--cbs-k", help="cbs+tpe: CBS configs tried before TPE."),
+    storage: str | None = typer.Option(None, "--storage", help="Optuna storage URL (default sqlite:///RUNS/STUDY/study.db); postgresql://... to share."),
+    study: str | None = typer.Option(None, "--study", help="Study name (default from task, model, method, space, strategy, train size)."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Folder of the default SQLite storages."),
+    workers: int | None = WorkersOpt,
+    backend: str = BackendOpt,
+    ray_address: str | None = RayAddressOpt,
+    cpus_per_trial: float = CpusPerTrialOpt,
+    gpus_per_trial: float = GpusPerTrialOpt,
+    seed: int = typer.Option(0, "--seed", help="Seed of the trials and the sampler."),
+    heartbeat: int = typer.Option(10, "--heartbeat", help="Seconds between heartbeats; a trial silent for 3x this is retried."),
+    trial_fn: str = typer.Option("staytuned.finetune:run_trial", "--trial-fn", hidden=True, help="module:function run per trial."),
+    direction: str = typer.Option("max", "--direction", hidden=True, help="With --trial-fn: max or min."),
+    json_path: str | None = JsonOpt,
+    quiet: bool = QuietOpt,
+    verbose: bool = VerboseOpt,
+) -> None:
+    """Tune one task: a stored, resumable study; prints the best config and its metrics."""
+    with cli_errors():
+        from staytuned.search.display import LiveDisplay
+        from staytuned.search.objective import TrialSettings
+        from staytuned.search.runner import prepare_spec, tune
+        from staytuned.search.storage import HeartbeatSettings, default_storage_url, redact
+        from staytuned.search.study import StudySpec
+        from staytuned.space import load_space
+
+        _quiet_logs(verbose)
+        workers_text = _check_backend(backend, workers, ray_address, cpus_per_trial, gpus_per_trial)
+        sp = load_space(space)
+        name = study or _study_name("tune", Path(task).name, model and Path(model).name, method,
+                                    sp.name, strategy, train_size and f"n{train_size}")
+        url = storage or default_storage_url(name, runs_dir)
+        spec = StudySpec(
+            storage=url, study_name=name, task=task, model=model, space=space, strategy=strategy,
+            n_trials=trials, method=method, pruner=pruner, seed=seed, cbs_k=cbs_k, trial_fn=trial_fn,
+            direction=direction,
+            settings=TrialSettings(train_size=train_size, eval_size=eval_size, eval_split=eval_split,
+                                   seed=seed, overrides=_overrides(set_)),
+            heartbeat=HeartbeatSettings(interval=heartbeat, grace_period=3 * heartbeat),
+        )
+        spec = prepare_spec(spec, cbs_table=cbs_table)
+        if not quiet:
+            err.print(f"study [bold]{name}[/] in {redact(url)}: {strategy}, {trials} trials, "
+                      f"{workers_text}", markup=True)
+            if spec.offline is not None:
+                err.print(f"CBS source: {spec.offline.provenance}")
+        with LiveDisplay(err, url, [name], trials, title=name, maximize=spec.direction == "max",
+                         enabled=not quiet):
+            ray_summary = None
+            if backend == "ray":
+                from staytuned.distributed import run_study_on_ray
+                from staytuned.search.runner import TuneOutcome
+                from staytuned.search.study import best_trial, counts, prepare_study
+
+                ray_summary = run_study_on_ray(spec, address=ray_address, n_workers=workers,
+                                               cpus_per_trial=cpus_per_trial,
+                                               gpus_per_trial=gpus_per_trial)
+                stored = prepare_study(spec)
+                outcome = TuneOutcome(study_name=name, storage=url, counts=counts(stored),
+                                      best=best_trial(stored), ran=ray_summary.trials_run,
+                                      budget=ray_summary.total)
+            else:
+                outcome = tune(spec, workers=workers or 1)
+        if ray_summary is not None and not quiet:
+            err.print(ray_summary.describe())
+        c = outcome.counts
+        payload: dict[str, Any] = {
+            "study": name, "storage": redact(url), "strategy": strategy, "task": task, "model": model,
+            "trials": {"finished": c.finished, "complete": c.complete, "failed": c.failed,
+                       "pruned": c.pruned, "ran_now": outcome.ran},
+            "best": None if outcome.best is None else {
+                "trial": outcome.best.number, "score": outcome.best.value,
+                "config": outcome.best.config, "config_id": outcome.best.config_id,
+                "metrics": outcome.best.metrics},
+        }
+        if ray_summary is not None:
+            payload["ray"] = ray_summary.to_dict()
+        if json_path != "-":
+            out.print(f"{c.finished} trials ({c.complete} ok, {c.failed} failed, {c.pruned} pruned; "
+                      f"{outcome.ran} run now)")
+            if outcome.best is None:
+                out.print("no successful trial")
+            else:
+                b = outcome.best
+                out.print(f"best: trial {b.number}, score {b.value:.4f}")
+                out.print("  config: " + ", ".join(f"{k}={_fmt(v)}" for k, v in b.config.items()))
+                out.print("  metrics: " + ", ".join(f"{k}={_fmt(v)}" for k, v in b.metrics.items()))
+        write_json(json_path, payload)
+        if outcome.best is None:
+            raise typer.Exit(EXIT_FAILED)
+
+
+def grid_cmd(
+    tasks: str = typer.Option(..., "--tasks", help="Comma-separated tasks."),
+    models: str = typer.Option(..., "--models", help="Comma-separated models."),
+    methods: str = typer.Option("lora", "--methods", help="Comma-separated methods (lora, full)."),
+    train_sizes: str = typer.Option("all", "--train-sizes", help="Comma-separated train sizes ('all' = the whole train split)."),
+    space: str = typer.Option("preset:demo", "--space", help="Search space (its grid points are run)."),
+    eval_size: int | None = typer.Option(200, "--eval-size", help="Validation examples scored per trial."),
+    set_: list[str] | None = typer.Option(None, "--set", help="Fix an HP for every trial (repeatable)."),
+    storage: str | None = typer.Option(None, "--storage", help="Optuna storage URL (default sqlite:///RUNS/NAME/study.db)."),
+    name: str = typer.Option("grid", "--name", help="Grid name: studies are NAME/task/model/method/size."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Folder of the default SQLite storage."),
+    workers: int | None = WorkersOpt,
+    backend: str = BackendOpt,
+    ray_address: str | None = RayAddressOpt,
+    cpus_per_trial: float = CpusPerTrialOpt,
+    gpus_per_trial: float = GpusPerTrialOpt,
+    seed: int = typer.Option(0, "--seed", help="Seed of every trial."),
+    heartbeat: int = typer.Option(10, "--heartbeat", help="Seconds between heartbeats; silent 3x this = retried."),
+    trial_fn: str = typer.Option("staytuned.finetune:run_trial", "--trial-fn", hidden=True),
+    json_path: str | None = JsonOpt,
+    quiet: bool = QuietOpt,
+    verbose: bool = VerboseOpt,
+) -> None:
+    """Every config of the space on every cell (task x model x method x train size), one storage."""
+    with cli_errors():
+        from staytuned.search.display import LiveDisplay
+        from staytuned.search.objective import TrialSettings
+        from staytuned.search.runner import grid, grid_status, prepare_grid
+        from staytuned.search.storage import HeartbeatSettings, default_storage_url, redact
+        from staytuned.search.study import Cell, GridSpec
+
+        _quiet_logs(verbose)
+        workers_text = _check_backend(backend, workers, ray_address, cpus_per_trial, gpus_per_trial)
+        sizes: list[int | None] = []
+        for s in _csv(train_sizes):
+            if s == "all":
+                sizes.append(None)
+            elif s.isdigit() and int(s) > 0:
+                sizes.append(int(s))
+            else:
+                raise InputError("bad train size", field="--train-sizes", value=s,
+                                 expected="positive integers or 'all'")
+        for m in _csv(methods):
+            if m not in ("lora", "full"):
+                raise InputError("unknown method", field="--methods", value=m, expected="lora, full")
+        cells = tuple(Cell(t, mo, me, ts) for t in _csv(tasks) for mo in _csv(models)
+                      for me in _csv(methods) for ts in sizes)
+        url = storage or default_storage_url(name, runs_dir)
+        spec = GridSpec(storage=url, name=name, cells=cells, space=space, trial_fn=trial_fn,
+                        settings=TrialSettings(eval_size=eval_size, seed=seed,
+                                               overrides=_overrides(set_)),
+                        heartbeat=HeartbeatSettings(interval=heartbeat, grace_period=3 * heartbeat))
+        spec = prepare_grid(spec)
+        total = spec.size()
+        if not quiet:
+            err.print(f"grid [bold]{name}[/]: {len(cells)} cells, {total} trials in {redact(url)}, "
+                      f"{workers_text}", markup=True)
+        names = [spec.cell_spec(c).study_name for c in cells]
+        with LiveDisplay(err, url, names, total, title=name, enabled=not quiet):
+            ray_summary = None
+            if backend == "ray":
+                from staytuned.distributed import run_study_on_ray
+
+                ray_summary = run_study_on_ray(spec, address=ray_address, n_workers=workers,
+                                               cpus_per_trial=cpus_per_trial,
+                                               gpus_per_trial=gpus_per_trial)
+                ran = ray_summary.trials_run
+            else:
+                ran = grid(spec, workers=workers or 1)
+        if ray_summary is not None and not quiet:
+            err.print(ray_summary.describe())
+        status = grid_status(spec)
+        rows = {k: {"finished": c.finished, "complete": c.complete, "failed": c.failed,
+                    "pruned": c.pruned} for k, c in status.items()}
+        if json_path != "-":
+            for key, r in rows.items():
+                out.print(f"{key}: {r['finished']} trials ({r['complete']} ok, {r['failed']} failed)")
+            out.print(f"{sum(r['finished'] for r in rows.values())}/{total} trials done ({ran} run now); "
+                      f"export with: staytuned results export {url} -o results.csv")
+        payload = {"grid": name, "storage": redact(url), "total": total, "ran_now": ran,
+                   "cells": rows}
+        if ray_summary is not None:
+            payload["ray"] = ray_summary.to_dict()
+        write_json(json_path, payload)
+
+
+results_app = typer.Typer(help="Results stored by tune/grid.", no_args_is_help=True)
+
+
+@results_app.command("export")
+def export_cmd(
+    storage: str = typer.Argument(..., help="Storage URL (sqlite:///runs/x/study.db, postgresql://...) or a .db file."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output table: .csv, .parquet or .jsonl."),
+    study: list[str] | None = typer.Option(None, "--study", help="Only this study (repeatable; default all)."),
+    quiet: bool = QuietOpt,
+) -> None:
+    """Write the canonical results table (what `staytuned cbs` reads with its defaults)."""
+    with cli_errors():
+        from staytuned.search.storage import normalize_url, sqlite_path
+        from staytuned.search.table import FORMATS, export_results
+
+        if output.suffix not in FORMATS:
+            raise InputError("unknown output format", field="-o", value=str(output),
+                             expected="a path ending in " + ", ".join(FORMATS))
+        url = normalize_url(storage)
+        path = sqlite_path(url)
+        if path is not None and not path.is_file():
+            raise InputError("storage file not found", file=str(path), expected="an existing study.db")
+        n = export_results(url, output, study or None)
+        if not quiet:
+            err.print(f"{n} rows written to {output}")
+
+
+def simulate_cmd(
+    table: Path = typer.Argument(..., help="Results table (CSV, Parquet, JSONL)."),
+    strategies: str = typer.Option("grid,random,tpe,gp,cbs,cbs+tpe,cbs-adaptive", "--strategies", help="Comma list: " + STRATEGY_HELP),
+    k: int = typer.Option(10, "--k", help="Trials per held-out dataset (best-of-k for k = 1..K)."),
+    seeds: int = typer.Option(10, "--seeds", help="Seeds of the stochastic strategies."),
+    cbs_k: int = typer.Option(3, "--cbs-k", help="cbs+tpe: CBS configs before TPE."),
+    dataset_col: str = cbs_cli.DatasetCol,
+    config_col: str | None = cbs_cli.ConfigCol,
+    score_col: str = cbs_cli.ScoreCol,
+    test_score_col: str | None = typer.Option(None, "--test-score-col", help="Second score column that scores held-out datasets (default 'score_test' when filled)."),
+    hp_cols: str | None = cbs_cli.HpCols,
+    hp_json_col: str | None = cbs_cli.HpJsonCol,
+    ignore_cols: str | None = cbs_cli.IgnoreCols,
+    status_col: str | None = cbs_cli.StatusCol,
+    seed_col: str | None = cbs_cli.SeedCol,
+    metric_col: str | None = cbs_cli.MetricCol,
+    model_col: str | None = cbs_cli.ModelCol,
+    method_col: str | None = cbs_cli.MethodCol,
+    train_size_col: str | None = cbs_cli.TrainSizeCol,
+    split_col: str | None = cbs_cli.SplitCol,
+    model: str | None = cbs_cli.Model,
+    method: str | None = cbs_cli.Method,
+    train_size: str | None = cbs_cli.TrainSize,
+    direction: str | None = cbs_cli.Direction,
+    tol: float = typer.Option(0.01, "--tol", help="Solved = within tol*|best| of the held-out dataset's best."),
+    agg: str = cbs_cli.Agg,
+    choose_split: str = cbs_cli.ChooseSplit,
+    score_split: str = cbs_cli.ScoreSplit,
+    json_path: str | None = JsonOpt,
+    quiet: bool = QuietOpt,
+    verbose: bool = VerboseOpt,
+) -> None:
+    """Replay strategies on a results table, leaving each dataset out in turn."""
+    with cli_errors():
+        from staytuned.search.simulate import parse_strategies, simulate
+
+        _quiet_logs(verbose)
+        names = parse_strategies(strategies)
+        t = cbs_cli._load(table, verbose, dataset_col=dataset_col, config_col=config_col, score_col=score_col,
+                  test_score_col=test_score_col, hp_cols=hp_cols, hp_json_col=hp_json_col,
+                  ignore_cols=ignore_cols, status_col=status_col, seed_col=seed_col,
+                  metric_col=metric_col, model_col=model_col, method_col=method_col,
+                  train_size_col=train_size_col, split_col=split_col, group_col=None)
+        t = cbs_cli._slice(t, model, method, train_size)
+        choose, scoring, what = t.eval_matrices(choose_split, score_split,
+                                                direction=cbs_cli._direction(direction), agg=agg)
+        if not quiet:
+            err.print(f"{len(choose.datasets)} datasets x {choose.shape[0]} configs; {what}; "
+                      f"k={k}, seeds={seeds}")
+        from rich.progress import Progress
+
+        with Progress(console=err, disable=quiet, transient=True) as bar:
+            job = bar.add_task("simulating", total=len(names) * len(choose.datasets))
+
+            def tick(strategy: str, step: int, total: int) -> None:
+                bar.update(job, completed=step, description=f"simulating {strategy}")
+
+            sim = simulate(choose, scoring, strategies=names, k=k, seeds=seeds, tol=tol,
+                           cbs_k=cbs_k, progress=tick)
+        if json_path != "-":
+            _print_sim(sim)
+        payload = sim.to_dict()
+        payload.update(source=str(table), pairing=what)
+        write_json(json_path, payload)
+
+
+def _print_sim(sim: Any) -> None:
+    from rich.table import Table
+
+    ks = [i for i in (1, 2, 3, 5, 10) if i <= sim.k]
+    tab = Table(title=f"mean best-of-k normalized score / solved fraction (tol {sim.tol:g})")
+    tab.add_column("strategy")
+    for i in ks:
+        tab.add_column(f"k={i}", justify="right")
+    tab.add_column("trials to solve", justify="right")
+    for c in sim.strategies:
+        tab.add_row(c.strategy, *[f"{c.mean_best_of_k[i - 1]:.3f} / {c.solved_fraction[i - 1]:.2f}"
+                                  for i in ks], f"{c.trials_to_solve:.1f}")
+    out.print(tab)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("tune")(tune_cmd)
+    app.command("grid")(grid_cmd)
+    app.add_typer(results_app, name="results")
+    app.command("simulate")(simulate_cmd)

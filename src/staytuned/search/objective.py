@@ -1,0 +1,170 @@
+"""The Optuna objective: one trial = a plain function (model, task, config) -> result.
+
+The function is ``staytuned.finetune.run_trial`` by default; any importable callable with the
+same keywords works (the tests use a cheap synthetic one). Everything the trial produced goes
+into the trial's user_attrs (names in docs/CONTRACTS.md "Storage / results"); a failed trial is
+marked failed with its reason and never stops the study.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from staytuned.errors import InputError
+from staytuned.space import SearchSpace, config_id
+
+DEFAULT_TRIAL_FN = "staytuned.finetune:run_trial"
+MAX_CURVE_POINTS = 200  # keep user_attrs small: the storage row is JSON text
+
+
+class TrialFailed(Exception):
+    """A trial failed (its reason is in the user_attrs); the study goes on."""
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """What every trial of a study shares besides its config."""
+
+    train_size: int | None = None
+    eval_size: int | None = 200
+    eval_split: str = "validation"
+    seed: int = 0
+    overrides: Mapping[str, Any] = field(default_factory=dict)  # fixed HPs from the command line
+    eval_test: bool = False  # also score the test split (score_test in the results table)
+
+
+def resolve_trial_fn(ref: str) -> Callable[..., Any]:
+    """``"package.module:function"`` -> the function (a string keeps StudySpec picklable)."""
+    module, _, name = ref.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise InputError(f"cannot import trial function: {exc}", field="trial_fn", value=ref,
+                         expected="module:function") from None
+    return fn
+
+
+@dataclass
+class Objective:
+    """Callable Optuna objective for one cell (task, model, method, train size)."""
+
+    space: SearchSpace
+    task: str
+    model: str | None
+    method: str | None
+    settings: TrialSettings
+    trial_fn: str = DEFAULT_TRIAL_FN
+    versions: Mapping[str, str] = field(default_factory=dict)
+    model_cache: Any = None  # finetune ModelCache: the base model is loaded once per worker
+
+    @property
+    def context(self) -> dict[str, Any]:
+        ctx: dict[str, Any] = {"task": self.task, "train_size": self.settings.train_size}
+        if self.model is not None:
+            ctx["model"] = self.model
+        ctx["method"] = self.method or self.space.fixed.get("method", "lora")
+        return ctx
+
+    def config_for(self, trial: Any) -> tuple[str, dict[str, Any]]:
+        """(model, TrainConfig dict) for an Optuna trial."""
+        config = self.space.suggest(trial, self.context)
+        config.update(self.settings.overrides)
+        model = str(config.pop("model", self.model))
+        if self.space.kind == "train":
+            config.setdefault("method", self.context["method"])
+        return model, config
+
+    def __call__(self, trial: Any) -> float:
+        import optuna
+
+        model, config = self.config_for(trial)
+        cid = config_id(config)
+        for key, value in {
+            "task": self.task, "model": model, "method": config.get("method"),
+            "train_size": self.settings.train_size, "seed": self.settings.seed,
+            "config_id": cid, "config": config, "versions": dict(self.versions),
+        }.items():
+            trial.set_user_attr(key, value)
+
+        def on_epoch(epoch: int, score: float) -> bool:
+            # Per-epoch validation scores drive the pruner (median / successive halving ...).
+            if score is None or not math.isfinite(float(score)):
+                return False
+            trial.report(float(score), int(epoch))
+            return bool(trial.should_prune())
+
+        start = time.perf_counter()
+        try:
+            fn = resolve_trial_fn(self.trial_fn)
+            extra: dict[str, Any] = {"eval_test": True} if self.settings.eval_test else {}
+            if self.model_cache is None and self.trial_fn == DEFAULT_TRIAL_FN:
+                from staytuned.finetune.trial import ModelCache
+
+                self.model_cache = ModelCache()
+            result = fn(model=model, task=self.task, config=config,
+                        train_size=self.settings.train_size, eval_size=self.settings.eval_size,
+                        eval_split=self.settings.eval_split, seed=self.settings.seed,
+                        on_epoch=on_epoch, model_cache=self.model_cache, **extra)
+            data = result.to_dict() if hasattr(result, "to_dict") else dict(result)
+        except InputError:
+            raise  # every trial would fail the same way: stop and say why
+        except Exception as exc:  # a crash in one trial must not end the study
+            data = {"status": "failed", "score": float("nan"),
+                    "error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"}
+        data.setdefault("runtime_s", time.perf_counter() - start)
+        self._store(trial, data)
+        status = str(data.get("status", "ok"))
+        score = _float(data.get("score"))
+        if status == "pruned":
+            raise optuna.TrialPruned(f"pruned at epoch {len(data.get('epoch_scores') or [])}")
+        if status != "ok" or score is None:
+            trial.set_user_attr("status", "failed")
+            raise TrialFailed(str(data.get("error") or "no score"))
+        return score
+
+    @staticmethod
+    def _store(trial: Any, data: Mapping[str, Any]) -> None:
+        curve = list(data.get("loss_curve") or [])
+        if len(curve) > MAX_CURVE_POINTS:  # keep the shape, drop points evenly
+            stride = math.ceil(len(curve) / MAX_CURVE_POINTS)
+            curve = curve[::stride] + ([curve[-1]] if (len(curve) - 1) % stride else [])
+        attrs = {
+            "status": data.get("status", "ok"), "error": data.get("error"),
+            "metrics": _jsonable(data.get("metrics") or {}), "metric": data.get("metric"),
+            "score": _float(data.get("score")), "runtime_s": _float(data.get("runtime_s")),
+            "train_tokens_per_s": _float(data.get("train_tokens_per_s")),
+            "peak_memory_mb": _float(data.get("peak_memory_mb")),
+            "loss_curve": _jsonable(curve), "epoch_scores": _jsonable(data.get("epoch_scores") or []),
+            "n_train": data.get("n_train"), "n_eval": data.get("n_eval"),
+            "train_runtime_s": _float(data.get("train_runtime_s")),
+            "eval_runtime_s": _float(data.get("eval_runtime_s")),
+            "score_test": _float(data.get("score_test")),
+        }
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+
+
+def _float(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if hasattr(obj, "item"):
+        return _jsonable(obj.item())
+    return obj

@@ -1,0 +1,396 @@
+"""Study runners: ``tune`` (one cell, any strategy) and ``grid`` (every config on every cell).
+
+Both keep all state in the Optuna storage, so re-running the same command resumes:
+
+* ``tune`` runs until the study holds ``n_trials`` finished trials (complete, pruned or failed
+  by the trial itself). Trials left RUNNING by a dead process are failed by Optuna's heartbeat
+  check and re-enqueued (RetryHeartbeatStaleTrialCallback); the runner waits for them.
+* ``grid`` enqueues the grid points of each cell's study once (under a cross-process lock, with
+  ``skip_if_exists``) and workers *claim* WAITING trials atomically (``set_trial_state_values``
+  only moves WAITING -> RUNNING once), so no grid point runs twice, whatever the number of
+  workers, processes or machines on the storage.
+
+:func:`run_worker` / :func:`run_grid_worker` take a picklable spec: they are what the local
+``--workers N`` processes run, and what a remote executor (Ray) can call.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from staytuned.errors import InputError
+from staytuned.search.objective import DEFAULT_TRIAL_FN, Objective, TrialFailed, TrialSettings
+from staytuned.search.storage import HeartbeatSettings, enqueue_lock, open_storage, package_versions
+from staytuned.search.strategies import (
+    OfflineSource,
+    _cartesian,
+    cbs_queue,
+    check_strategy,
+    make_pruner,
+    make_sampler,
+)
+from staytuned.space import SearchSpace, load_space
+
+FINISHED_BY_TRIAL = "status"  # user_attr the objective always sets: tells real failures apart
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """Everything a worker needs to run trials of one study (picklable, for processes and Ray)."""
+
+    storage: str
+    study_name: str
+    task: str
+    model: str | None
+    space: str | Mapping[str, Any]  # preset:<name>, a YAML path, or a parsed mapping
+    strategy: str = "tpe"
+    n_trials: int = 10
+    method: str | None = None
+    settings: TrialSettings = field(default_factory=TrialSettings)
+    direction: str = "maximize"
+    pruner: str | None = None
+    seed: int = 0
+    cbs_k: int = 5
+    offline: OfflineSource | None = None
+    trial_fn: str = DEFAULT_TRIAL_FN
+    heartbeat: HeartbeatSettings = field(default_factory=HeartbeatSettings)
+    kind: str = "tune"  # tune | grid | decode
+
+    def load_space(self) -> SearchSpace:
+        return load_space(self.space)
+
+    @property
+    def context(self) -> dict[str, Any]:
+        return Objective(self.load_space(), self.task, self.model, self.method,
+                         self.settings).context
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Trial counts of a study, as the live display and the budget see them."""
+
+    finished: int = 0
+    complete: int = 0
+    failed: int = 0
+    pruned: int = 0
+    running: int = 0
+    waiting: int = 0
+
+
+def counts(study: Any) -> Counts:
+    from optuna.trial import TrialState
+
+    c = {"complete": 0, "failed": 0, "pruned": 0, "running": 0, "waiting": 0}
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.COMPLETE:
+            c["complete"] += 1
+        elif t.state == TrialState.PRUNED:
+            c["pruned"] += 1
+        elif t.state == TrialState.FAIL and FINISHED_BY_TRIAL in t.user_attrs:
+            c["failed"] += 1  # failed by the trial itself; heartbeat-failed ones are retried
+        elif t.state == TrialState.RUNNING:
+            c["running"] += 1
+        elif t.state == TrialState.WAITING:
+            c["waiting"] += 1
+    return Counts(finished=c["complete"] + c["failed"] + c["pruned"], **c)
+
+
+def _direction(d: str) -> str:
+    d = d.lower()
+    return "minimize" if d in ("min", "minimize") else "maximize"
+
+
+def prepare_study(spec: StudySpec) -> Any:
+    """Create or load the study and enqueue what the strategy fixes up front. Idempotent."""
+    import optuna
+
+    check_strategy(spec.strategy)
+    space = spec.load_space()
+    storage = open_storage(spec.storage, spec.heartbeat)
+    study = optuna.create_study(storage=storage, study_name=spec.study_name,
+                                direction=_direction(spec.direction), load_if_exists=True)
+    if study.direction.name.lower() != _direction(spec.direction):
+        raise InputError("the stored study optimizes the other direction", field="study",
+                         value=spec.study_name, expected=f"{study.direction.name.lower()}")
+    attrs = {"kind": spec.kind, "direction": _direction(spec.direction)[:3],
+             "task": spec.task, "model": spec.model, "method": spec.context["method"],
+             "train_size": spec.settings.train_size, "space": space.to_dict(),
+             "strategy": spec.strategy}
+    for key, value in attrs.items():
+        if study.user_attrs.get(key) != value:
+            study.set_user_attr(key, value)
+    queue = initial_queue(spec, space)
+    if queue:
+        with enqueue_lock(spec.storage, spec.study_name):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # skip_if_exists is experimental in name only
+                for params in queue:
+                    study.enqueue_trial(params, skip_if_exists=True)
+    return study
+
+
+def initial_queue(spec: StudySpec, space: SearchSpace) -> list[dict[str, Any]]:
+    """Configs enqueued before sampling: grid points (grid) or CBS's ranked configs."""
+    ctx = spec.context
+    if spec.strategy == "grid" and (spec.kind == "grid" or not _cartesian(space, ctx)):
+        return space.grid(ctx)[: spec.n_trials]
+    if spec.strategy in ("cbs", "cbs+tpe"):
+        if spec.offline is None:
+            raise InputError(f"strategy {spec.strategy} needs an offline source", field="cbs_table",
+                             expected="a results table or the shipped recommendations")
+        limit = spec.n_trials if spec.strategy == "cbs" else min(spec.cbs_k, spec.n_trials)
+        return cbs_queue(spec.offline, space, ctx, limit)
+    return []
+
+
+def _objective(spec: StudySpec, space: SearchSpace) -> Objective:
+    return Objective(space=space, task=spec.task, model=spec.model, method=spec.method,
+                     settings=spec.settings, trial_fn=spec.trial_fn, versions=package_versions())
+
+
+def _fail_stale(study: Any) -> None:
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        optuna.storages.fail_stale_trials(study)
+
+
+def run_worker(spec: StudySpec, n_trials: int | None = None) -> int:
+    """Run trials of a ``tune`` study until it holds ``spec.n_trials`` finished trials (or this
+    worker ran ``n_trials``). Returns how many trials this worker ran. Safe to run in parallel."""
+    import optuna
+
+    space = spec.load_space()
+    study = prepare_study(spec)
+    sampler = make_sampler(spec.strategy, space, seed=spec.seed, n_trials=spec.n_trials,
+                           context=spec.context, cbs_k=spec.cbs_k, offline=spec.offline,
+                           storage_url=spec.storage)
+    max_epochs = float(space.fixed.get("epochs", 3))
+    study = optuna.load_study(study_name=spec.study_name, storage=study._storage,
+                              sampler=sampler, pruner=make_pruner(spec.pruner, max_epochs=max_epochs))
+    objective = _objective(spec, space)
+    budget = budget_of(spec, space)
+    ran = 0
+    while n_trials is None or ran < n_trials:
+        _fail_stale(study)
+        c = counts(study)
+        if c.finished >= budget:
+            break
+        if c.finished + c.running >= budget and not c.waiting:
+            # Others are running the last trials; if their process died, the heartbeat check
+            # fails them and enqueues a retry, which this loop then runs.
+            time.sleep(max(1.0, spec.heartbeat.interval / 2))
+            continue
+        if isinstance(sampler, optuna.samplers.GridSampler) and _grid_done(study, sampler):
+            break
+        study.optimize(objective, n_trials=1, catch=(TrialFailed,), gc_after_trial=False)
+        ran += 1
+    return ran
+
+
+def budget_of(spec: StudySpec, space: SearchSpace) -> int:
+    """Trials the study ends with: ``n_trials``, or the grid size when that is smaller."""
+    if spec.strategy == "grid":
+        return min(spec.n_trials, space.size(spec.context))
+    return spec.n_trials
+
+
+def _grid_done(study: Any, sampler: Any) -> bool:
+    from optuna.trial import TrialState
+
+    n_grid = len(sampler._all_grids)  # GridSampler's own grid (the size of the product)
+    seen = {t.system_attrs.get("grid_id") for t in study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL,
+                                TrialState.RUNNING))}
+    return len(seen - {None}) >= n_grid
+
+
+# ------------------------------------------------------------------------------------------
+# grid
+
+
+@dataclass(frozen=True)
+class Cell:
+    task: str
+    model: str
+    method: str
+    train_size: int | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.task}/{self.model}/{self.method}/{self.train_size or 'all'}"
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """A full grid: every config of ``space`` on every cell, one study per cell in one storage."""
+
+    storage: str
+    name: str
+    cells: tuple[Cell, ...]
+    space: str | Mapping[str, Any]
+    directions: Mapping[str, str] = field(default_factory=dict)  # task -> max | min
+    settings: TrialSettings = field(default_factory=TrialSettings)
+    trial_fn: str = DEFAULT_TRIAL_FN
+    heartbeat: HeartbeatSettings = field(default_factory=HeartbeatSettings)
+
+    def cell_spec(self, cell: Cell) -> StudySpec:
+        return StudySpec(
+            storage=self.storage, study_name=f"{self.name}/{cell.key}", task=cell.task,
+            model=cell.model, space=self.space, strategy="grid", n_trials=10**9,
+            method=cell.method, settings=replace(self.settings, train_size=cell.train_size),
+            direction=self.directions.get(cell.task, "max"), trial_fn=self.trial_fn,
+            heartbeat=self.heartbeat, kind="grid",
+        )
+
+    def size(self) -> int:
+        space = load_space(self.space)
+        return sum(space.size(self.cell_spec(c).context) for c in self.cells)
+
+
+class _Heartbeat:
+    """Beat for a claimed trial (what ``study.optimize`` does for the trials it asks)."""
+
+    def __init__(self, storage: Any, trial_id: int, interval: float) -> None:
+        self._storage, self._trial_id, self._interval = storage, trial_id, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._storage.record_heartbeat(self._trial_id)
+
+    def __enter__(self) -> _Heartbeat:
+        self._storage.record_heartbeat(self._trial_id)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _claim(study: Any) -> Any | None:
+    """Atomically move one WAITING trial to RUNNING; None when the queue is empty."""
+    import optuna
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    for t in storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,)):
+        try:
+            if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+                return optuna.Trial(study, t._trial_id)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+    return None
+
+
+def run_claimed(study: Any, objective: Objective, trial: Any, interval: float) -> None:
+    """Run one claimed trial and tell its outcome (failures are stored, never raised)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    def tell(*args: Any, **kwargs: Any) -> None:
+        try:
+            study.tell(trial, *args, **kwargs)
+        except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+            # Already finished: its heartbeat went silent (an overloaded machine) and another
+            # worker failed it and enqueued a retry. The retry's result is the one that counts.
+            pass
+
+    with _Heartbeat(study._storage, trial._trial_id, interval):
+        try:
+            value = objective(trial)
+        except optuna.TrialPruned:
+            tell(state=TrialState.PRUNED)
+            return
+        except TrialFailed:
+            tell(state=TrialState.FAIL)
+            return
+        except BaseException:
+            tell(state=TrialState.FAIL)
+            raise
+    tell(value)
+
+
+def run_grid_worker(spec: GridSpec, *, max_trials: int | None = None) -> int:
+    """Claim and run grid points cell by cell until every cell is done. Safe in parallel."""
+    import optuna
+
+    ran = 0
+    space = load_space(spec.space)
+    specs = [spec.cell_spec(c) for c in spec.cells]
+    studies = []
+    for s in specs:
+        study = prepare_study(s)
+        studies.append(optuna.load_study(study_name=s.study_name, storage=study._storage,
+                                         sampler=optuna.samplers.RandomSampler(seed=0),
+                                         pruner=optuna.pruners.NopPruner()))
+    while True:
+        busy_elsewhere = False
+        for s, study in zip(specs, studies, strict=True):
+            objective = _objective(s, space)
+            while max_trials is None or ran < max_trials:
+                _fail_stale(study)
+                trial = _claim(study)
+                if trial is None:
+                    break
+                run_claimed(study, objective, trial, spec.heartbeat.interval)
+                ran += 1
+            if max_trials is not None and ran >= max_trials:
+                return ran
+            c = counts(study)
+            busy_elsewhere |= c.running > 0 or c.waiting > 0
+        if not busy_elsewhere:
+            return ran
+        # Other workers hold the last trials; wait and take over the retries of dead ones.
+        time.sleep(max(1.0, spec.heartbeat.interval / 2))
+
+
+# ------------------------------------------------------------------------------------------
+# summaries
+
+
+@dataclass(frozen=True)
+class BestTrial:
+    number: int
+    value: float
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    config_id: str | None
+
+
+def best_trial(study: Any) -> BestTrial | None:
+    from optuna.trial import TrialState
+
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.value is not None and math.isfinite(t.value)]
+    if not done:
+        return None
+    maximize = study.direction.name == "MAXIMIZE"
+    t = (max if maximize else min)(done, key=lambda tr: tr.value)
+    return BestTrial(number=t.number, value=float(t.value),
+                     config=dict(t.user_attrs.get("config") or t.params),
+                     metrics=dict(t.user_attrs.get("metrics") or {}),
+                     config_id=t.user_attrs.get("config_id"))
+
+
+def trial_rows(study: Any) -> list[dict[str, Any]]:
+    """One JSON-able dict per trial of a study (for --json and the display)."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        rows.append({
+            "number": t.number, "state": t.state.name.lower(), "value": t.value,
+            "status": t.user_attrs.get("status"), "config": t.user_attrs.get("config", t.params),
+            "config_id": t.user_attrs.get("config_id"), "error": t.user_attrs.get("error"),
+            "runtime_s": t.user_attrs.get("runtime_s"),
+            "retry_of": t.system_attrs.get("failed_trial"),
+        })
+    return rows

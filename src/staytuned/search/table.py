@@ -1,0 +1,119 @@
+"""``results export``: the canonical results table from an Optuna storage (docs/CONTRACTS.md).
+
+One row per finished trial (complete, pruned, or failed by the trial itself; heartbeat-failed
+trials are left out since their retry is the real run): dataset, model, method, train_size,
+seed, config_id, hp_<name>..., metric, score, score_test, status, runtime_s, versions (JSON),
+plus study, trial_number and error (ignored by ``staytuned cbs``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from staytuned.errors import InputError, StorageError
+
+FORMATS = (".csv", ".parquet", ".jsonl")
+CELL_COLUMNS = ("dataset", "model", "method", "train_size", "seed", "config_id")
+TAIL_COLUMNS = ("metric", "score", "score_test", "status", "runtime_s", "versions", "study",
+                "trial_number", "error")
+
+
+def collect_rows(storage_url: str, studies: list[str] | None = None) -> list[dict[str, Any]]:
+    """Rows of the canonical table for the studies of a storage (all when ``studies`` is None)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from staytuned.search.storage import open_storage, study_names
+
+    storage = open_storage(storage_url)
+    names = study_names(storage_url)
+    if studies:
+        unknown = [s for s in studies if s not in names]
+        if unknown:
+            raise InputError("no such study in the storage", field="--study", value=unknown[0],
+                             expected="one of " + ", ".join(names[:20]))
+        names = studies
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        study = optuna.load_study(study_name=name, storage=storage)
+        for t in study.get_trials(deepcopy=False):
+            if t.state in (TrialState.RUNNING, TrialState.WAITING):
+                continue
+            if t.state == TrialState.FAIL and "status" not in t.user_attrs:
+                continue  # died with its process (heartbeat): retried as another trial
+            ua = t.user_attrs
+            config = dict(ua.get("config") or t.params)
+            status = {TrialState.COMPLETE: "ok", TrialState.PRUNED: "pruned"}.get(t.state, "failed")
+            row: dict[str, Any] = {
+                "dataset": ua.get("task", study.user_attrs.get("task")),
+                "model": ua.get("model", study.user_attrs.get("model")),
+                "method": ua.get("method", config.get("method")),
+                "train_size": ua.get("train_size"), "seed": ua.get("seed"),
+                "config_id": ua.get("config_id"),
+            }
+            for key, value in config.items():
+                if key not in ("method", "model"):
+                    row[f"hp_{key}"] = value
+            score = t.value if t.state == TrialState.COMPLETE else ua.get("score")
+            row.update({
+                "metric": ua.get("metric"), "score": score, "score_test": ua.get("score_test"),
+                "status": status, "runtime_s": ua.get("runtime_s"),
+                "versions": json.dumps(ua.get("versions") or {}, sort_keys=True),
+                "study": name, "trial_number": t.number,
+                "error": (ua.get("error") or None) if status != "ok" else None,
+            })
+            rows.append(row)
+    return rows
+
+
+def columns_of(rows: list[dict[str, Any]]) -> list[str]:
+    hps = sorted({k for r in rows for k in r if k.startswith("hp_")})
+    return [*CELL_COLUMNS, *hps, *TAIL_COLUMNS]
+
+
+def export_results(storage_url: str, out: str | Path, studies: list[str] | None = None) -> int:
+    """Write the table to ``out`` (.csv, .parquet or .jsonl); returns the number of rows."""
+    path = Path(out)
+    if path.suffix not in FORMATS:
+        raise InputError("unknown output format", field="-o", value=str(out),
+                         expected="a path ending in " + ", ".join(FORMATS))
+    rows = collect_rows(storage_url, studies)
+    if not rows:
+        raise StorageError(f"no finished trials in {storage_url}: nothing to export")
+    cols = columns_of(rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    if path.suffix == ".csv":
+        with tmp.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=cols)
+            writer.writeheader()
+            for r in rows:
+                writer.writerow({c: _cell(r.get(c)) for c in cols})
+    elif path.suffix == ".jsonl":
+        with tmp.open("w", encoding="utf-8") as fh:
+            for r in rows:
+                fh.write(json.dumps({c: _json(r.get(c)) for c in cols}) + "\n")
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        data = {c: [_json(r.get(c)) for r in rows] for c in cols}
+        pq.write_table(pa.table(data), tmp, compression=None)
+    tmp.replace(path)  # atomic: an interrupted export never leaves half a table
+    return len(rows)
+
+
+def _cell(v: Any) -> Any:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return ""
+    return v
+
+
+def _json(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v

@@ -1,0 +1,497 @@
+"""Search spaces: YAML files -> typed parameters -> Optuna distributions and grid points.
+
+A space file looks like::
+
+    name: demo
+    kind: train                      # train (TrainConfig names) | decode (DecodingConfig names)
+    params:
+      learning_rate: {type: float, low: 1.0e-5, high: 1.0e-3, log: true, values: [1.0e-4, 5.0e-4]}
+      lr_scheduler: {type: categorical, choices: [linear, cosine]}
+      batch_size: {type: int, values: [8, 16]}          # no low/high: a discrete parameter
+      lora_r: {type: int, values: [8, 16], when: {method: lora}}
+    fixed:
+      epochs: 1
+      max_seq_length: 128
+
+* ``float``/``int`` with ``low``/``high`` are continuous for the samplers (``log: true`` for a
+  log scale); their ``values`` (or ``step`` for ints) are the points the grid enumerates.
+  Without ``low``/``high`` a numeric parameter is discrete: every sampler picks among ``values``.
+* ``categorical`` picks among ``choices``.
+* ``when: {name: value | [values]}`` makes a parameter exist only when the named parameter (an
+  earlier one, a fixed value, or a cell axis such as ``method``/``model``) has one of the values.
+* ``model`` may itself be a categorical parameter (the base model as a hyperparameter).
+
+This module is light: only yaml and Optuna's distributions, no torch.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from staytuned.errors import InputError
+
+# TrainConfig hyperparameters (docs/CONTRACTS.md): name -> (python type, allowed values or None).
+TRAIN_HPS: dict[str, tuple[type, tuple[Any, ...] | None]] = {
+    "method": (str, ("lora", "full")),
+    "learning_rate": (float, None),
+    "lr_scheduler": (
+        str,
+        ("linear", "cosine", "constant", "constant_with_warmup", "polynomial", "time_based", "step",
+         "exponential"),
+    ),
+    "warmup_ratio": (float, None),
+    "weight_decay": (float, None),
+    "batch_size": (int, None),
+    "epochs": (float, None),
+    "max_seq_length": (int, None),
+    "optimizer": (str, ("adamw", "sgd", "adafactor")),
+    "seed": (int, None),
+    "lora_r": (int, None),
+    "lora_alpha": (int, None),
+    "lora_dropout": (float, None),
+    "lora_target_modules": (str, None),
+    "time_decay_k": (float, None),
+    "step_size_epochs": (float, None),
+    "step_gamma": (float, None),
+    "exp_gamma": (float, None),
+    "precision": (str, ("auto", "fp32", "bf16")),
+}
+# DecodingConfig hyperparameters (docs/CONTRACTS.md "Decoding").
+DECODE_HPS: dict[str, tuple[type, tuple[Any, ...] | None]] = {
+    "max_new_tokens": (int, None),
+    "do_sample": (bool, None),
+    "temperature": (float, None),
+    "top_k": (int, None),
+    "top_p": (float, None),
+    "min_p": (float, None),
+    "frequency_penalty": (float, None),
+    "presence_penalty": (float, None),
+    "repetition_penalty": (float, None),
+    "stop": (str, None),
+    "seed": (int, None),
+}
+# Cell axes that may also be searched (the base model as a categorical hyperparameter).
+AXIS_HPS: dict[str, tuple[type, tuple[Any, ...] | None]] = {"model": (str, None)}
+KINDS = {"train": TRAIN_HPS, "decode": DECODE_HPS}
+PARAM_TYPES = ("float", "int", "categorical")
+# Keys that identify a cell, never part of a config's identity.
+CELL_AXES = ("task", "dataset", "model", "method", "train_size")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched hyperparameter."""
+
+    name: str
+    type: str  # float | int | categorical
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: int | None = None
+    values: tuple[Any, ...] = ()  # grid points (numeric) or choices (categorical)
+    when: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+
+    @property
+    def continuous(self) -> bool:
+        """True when samplers search a range rather than a list of values."""
+        return self.type != "categorical" and self.low is not None
+
+    def distribution(self) -> Any:
+        """The Optuna distribution the samplers use."""
+        from optuna.distributions import (
+            CategoricalDistribution,
+            FloatDistribution,
+            IntDistribution,
+        )
+
+        if not self.continuous:
+            return CategoricalDistribution(list(self.values))
+        if self.type == "int":
+            return IntDistribution(int(self.low), int(self.high), log=self.log,
+                                   step=1 if self.log or self.step is None else self.step)
+        return FloatDistribution(float(self.low), float(self.high), log=self.log)
+
+    def suggest(self, trial: Any) -> Any:
+        """Ask an Optuna trial (public suggest_* API) for this param's value."""
+        if not self.continuous:
+            return trial.suggest_categorical(self.name, list(self.values))
+        if self.type == "int":
+            step = 1 if self.log or self.step is None else self.step
+            return trial.suggest_int(self.name, int(self.low), int(self.high), step=step,
+                                     log=self.log)
+        return trial.suggest_float(self.name, float(self.low), float(self.high), log=self.log)
+
+    def grid_values(self) -> list[Any]:
+        if self.values:
+            return list(self.values)
+        # An int range with a step enumerates itself; validation guarantees one of the two.
+        return list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
+
+    def active(self, context: Mapping[str, Any]) -> bool:
+        """Whether the conditions in ``when`` hold for the values chosen so far."""
+        return all(name in context and context[name] in allowed for name, allowed in self.when)
+
+    def contains(self, value: Any) -> bool:
+        if not self.continuous:
+            return any(_same(value, v) for v in self.values)
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            return False
+        return float(self.low) * (1 - 1e-9) <= x <= float(self.high) * (1 + 1e-9)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A validated search space: searched params (in order) and fixed values."""
+
+    name: str
+    params: tuple[Param, ...]
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    kind: str = "train"
+    source: str = "<memory>"
+    description: str = ""
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.params]
+
+    def param(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def suggest(self, trial: Any, context: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Ask an Optuna trial for one config (define-by-run, so conditionals just work)."""
+        ctx: dict[str, Any] = {**(context or {}), **self.fixed}
+        config: dict[str, Any] = dict(self.fixed)
+        for p in self.params:
+            if not p.active(ctx):
+                continue
+            value = p.suggest(trial)
+            ctx[p.name] = config[p.name] = _native(value)
+        return config
+
+    def grid(self, context: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Every distinct config of the grid (inactive conditional params left out)."""
+        base = {**(context or {}), **self.fixed}
+        configs: list[dict[str, Any]] = []
+        seen: set[str] = set()
+
+        def expand(i: int, ctx: dict[str, Any], config: dict[str, Any]) -> Iterator[dict[str, Any]]:
+            if i == len(self.params):
+                yield dict(config)
+                return
+            p = self.params[i]
+            if not p.active(ctx):
+                yield from expand(i + 1, ctx, config)
+                return
+            for v in p.grid_values():
+                yield from expand(i + 1, {**ctx, p.name: v}, {**config, p.name: v})
+
+        for cfg in expand(0, dict(base), dict(self.fixed)):
+            key = json.dumps({k: _canon(v) for k, v in cfg.items()}, sort_keys=True)
+            if key not in seen:
+                seen.add(key)
+                configs.append(cfg)
+        return configs
+
+    def params_of(self, config: Mapping[str, Any], context: Mapping[str, Any] | None = None
+                  ) -> dict[str, Any] | None:
+        """The searched-param part of ``config`` (for ``enqueue_trial``), or None if outside.
+
+        A config from another source (a CBS ranking) fits when every active param has a value
+        inside its distribution; extra keys must equal the fixed values or be cell axes.
+        """
+        ctx: dict[str, Any] = {**(context or {}), **self.fixed}
+        out: dict[str, Any] = {}
+        for p in self.params:
+            if not p.active(ctx):
+                continue
+            if p.name not in config or not p.contains(config[p.name]):
+                return None
+            value = config[p.name]
+            if not p.continuous:  # use the space's own spelling (1e-4 vs 0.0001, 16 vs 16.0)
+                value = next(v for v in p.values if _same(value, v))
+            elif p.type == "int":
+                value = int(round(float(value)))
+            else:
+                value = float(value)
+            ctx[p.name] = out[p.name] = value
+        for k, v in config.items():
+            if k in out or k in CELL_AXES:
+                continue
+            if k in self.fixed and not _same(v, self.fixed[k]):
+                return None
+        return out
+
+    def size(self, context: Mapping[str, Any] | None = None) -> int:
+        return len(self.grid(context))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "kind": self.kind, "source": self.source,
+            "params": {p.name: _param_dict(p) for p in self.params}, "fixed": dict(self.fixed),
+        }
+
+
+def config_id(config: Mapping[str, Any]) -> str:
+    """Stable id of a config: the same HPs give the same id in every cell and process."""
+    items = {k: _canon(v) for k, v in sorted(config.items())
+             if k not in CELL_AXES and v is not None}
+    text = json.dumps(items, sort_keys=True, separators=(",", ":"))
+    return "c" + hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def preset_names() -> list[str]:
+    folder = resources.files("staytuned") / "presets" / "spaces"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_space(ref: str | Path | Mapping[str, Any]) -> SearchSpace:
+    """Load ``preset:<name>``, a YAML file path, or an already parsed mapping."""
+    import yaml
+
+    if isinstance(ref, Mapping):
+        return parse_space(ref, source="<memory>")
+    text_ref = str(ref)
+    if text_ref.startswith("preset:"):
+        name = text_ref.split(":", 1)[1]
+        res = resources.files("staytuned") / "presets" / "spaces" / f"{name}.yaml"
+        if not res.is_file():
+            raise InputError("unknown space preset", field="space", value=text_ref,
+                             expected="one of " + ", ".join(f"preset:{n}" for n in preset_names()))
+        return parse_space(yaml.safe_load(res.read_text(encoding="utf-8")), source=text_ref)
+    path = Path(text_ref)
+    if not path.is_file():
+        raise InputError("space file not found", file=text_ref,
+                         expected="a YAML file or preset:<name> (" + ", ".join(preset_names()) + ")")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise InputError(f"not valid YAML: {exc}", file=text_ref) from None
+    return parse_space(data, source=text_ref)
+
+
+def parse_space(data: Any, *, source: str = "<memory>") -> SearchSpace:
+    """Validate a parsed YAML mapping into a :class:`SearchSpace`."""
+    if not isinstance(data, Mapping):
+        raise InputError("a space must be a mapping with 'params'", file=source,
+                         value=type(data).__name__)
+    unknown_top = set(data) - {"name", "kind", "params", "fixed", "description"}
+    if unknown_top:
+        raise InputError("unknown top-level key", file=source, field=sorted(unknown_top)[0],
+                         expected="name, kind, description, params, fixed")
+    kind = str(data.get("kind", "train"))
+    if kind not in KINDS:
+        raise InputError("unknown space kind", file=source, field="kind", value=kind,
+                         expected=" or ".join(KINDS))
+    hps = {**KINDS[kind], **AXIS_HPS}
+    raw_params = data.get("params") or {}
+    if not isinstance(raw_params, Mapping):
+        raise InputError("'params' must be a mapping name -> spec", file=source, field="params")
+    fixed_raw = data.get("fixed") or {}
+    if not isinstance(fixed_raw, Mapping):
+        raise InputError("'fixed' must be a mapping name -> value", file=source, field="fixed")
+    fixed: dict[str, Any] = {}
+    for name, value in fixed_raw.items():
+        _check_name(name, hps, source, kind)
+        fixed[name] = _check_value(name, value, hps, source)
+    params: list[Param] = []
+    known: set[str] = set(fixed) | {"method", "model", "task", "train_size"}
+    for name, spec in raw_params.items():
+        _check_name(name, hps, source, kind)
+        if name in fixed:
+            raise InputError("parameter is both searched and fixed", file=source, field=name)
+        if not isinstance(spec, Mapping):  # shorthand: a list is categorical, a scalar is fixed
+            if isinstance(spec, list):
+                spec = {"type": "categorical", "choices": spec}
+            else:
+                fixed[name] = _check_value(name, spec, hps, source)
+                continue
+        params.append(_parse_param(name, spec, hps, source, known))
+        known.add(name)
+    if not params and not fixed:
+        raise InputError("the space has no parameters", file=source, field="params")
+    return SearchSpace(name=str(data.get("name", Path(source).stem)), params=tuple(params),
+                       fixed=fixed, kind=kind, source=source,
+                       description=str(data.get("description", "")))
+
+
+def _parse_param(name: str, spec: Mapping[str, Any], hps: dict[str, tuple[type, Any]],
+                 source: str, known: set[str]) -> Param:
+    allowed_keys = {"type", "low", "high", "log", "step", "values", "choices", "when"}
+    extra = set(spec) - allowed_keys
+    if extra:
+        raise InputError(f"unknown key {sorted(extra)[0]!r} in parameter", file=source, field=name,
+                         expected=", ".join(sorted(allowed_keys)))
+    ptype = spec.get("type", "categorical" if "choices" in spec else None)
+    if ptype not in PARAM_TYPES:
+        raise InputError("unknown parameter type", file=source, field=f"{name}.type", value=ptype,
+                         expected=" | ".join(PARAM_TYPES))
+    py_type = hps[name][0]
+    when = _parse_when(name, spec.get("when"), source, known)
+    if ptype == "categorical":
+        choices = spec.get("choices", spec.get("values"))
+        if not isinstance(choices, list) or not choices:
+            raise InputError("categorical parameter needs a non-empty 'choices' list", file=source,
+                             field=f"{name}.choices", value=choices)
+        values = tuple(_check_value(name, c, hps, source) for c in choices)
+        return Param(name, "categorical", values=values, when=when)
+    if py_type is str or py_type is bool:
+        raise InputError(f"{name} takes {py_type.__name__} values: use type categorical",
+                         file=source, field=f"{name}.type", value=ptype, expected="categorical")
+    low, high, log = spec.get("low"), spec.get("high"), bool(spec.get("log", False))
+    raw_values = spec.get("values")
+    if raw_values is not None and (not isinstance(raw_values, list) or not raw_values):
+        raise InputError("'values' must be a non-empty list", file=source, field=f"{name}.values",
+                         value=raw_values)
+    def conv(v: float) -> float | int:
+        if ptype != "int":
+            return float(v)
+        if float(v) != int(float(v)):
+            raise InputError("wrong value type", file=source, field=name, value=v, expected="int")
+        return int(v)
+
+    values = tuple(conv(_number(name, v, source)) for v in raw_values or [])
+    if (low is None) != (high is None):
+        raise InputError("give both 'low' and 'high' (or neither, with 'values')", file=source,
+                         field=name)
+    if low is None and not values:
+        raise InputError(f"{ptype} parameter needs 'low' and 'high' or a 'values' list",
+                         file=source, field=name)
+    step = spec.get("step")
+    if low is not None:
+        low, high = conv(_number(name, low, source)), conv(_number(name, high, source))
+        if not low < high:
+            raise InputError("'low' must be below 'high'", file=source, field=name,
+                             value=[low, high])
+        if log and low <= 0:
+            raise InputError("a log-scale parameter needs low > 0", file=source,
+                             field=f"{name}.low", value=low)
+        for v in values:
+            if not low <= v <= high:
+                raise InputError("grid value outside [low, high]", file=source,
+                                 field=f"{name}.values", value=v, expected=f"in [{low}, {high}]")
+        if not values and ptype == "float":
+            raise InputError("a float range needs 'values' for the grid", file=source,
+                             field=f"{name}.values", expected="e.g. values: [1.0e-4, 3.0e-4]")
+        if step is not None and (ptype != "int" or int(step) < 1):
+            raise InputError("'step' is for int ranges and must be >= 1", file=source,
+                             field=f"{name}.step", value=step)
+    for v in values:
+        _check_value(name, v, hps, source)
+    return Param(name, ptype, low=low, high=high, log=log,
+                 step=None if step is None else int(step), values=values, when=when)
+
+
+def _parse_when(name: str, when: Any, source: str, known: set[str]
+                ) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    if when is None:
+        return ()
+    if not isinstance(when, Mapping) or not when:
+        raise InputError("'when' must map a parameter name to a value or list of values",
+                         file=source, field=f"{name}.when", value=when)
+    out = []
+    for cond, allowed in when.items():
+        if cond not in known:
+            raise InputError("condition on a parameter that is not defined before it",
+                             file=source, field=f"{name}.when", value=cond,
+                             expected="an earlier parameter, a fixed value, method or model")
+        vals = tuple(allowed) if isinstance(allowed, list) else (allowed,)
+        out.append((str(cond), vals))
+    return tuple(out)
+
+
+def _check_name(name: Any, hps: Mapping[str, Any], source: str, kind: str) -> None:
+    if name not in hps:
+        close = difflib.get_close_matches(str(name), list(hps), n=1, cutoff=0.7)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise InputError(f"unknown hyperparameter{hint}", file=source, field=str(name),
+                         expected=f"a {kind} hyperparameter: " + ", ".join(hps))
+
+
+def _check_value(name: str, value: Any, hps: Mapping[str, tuple[type, Any]], source: str) -> Any:
+    py_type, allowed = hps[name]
+    ok = True
+    if py_type is bool:
+        ok = isinstance(value, bool)
+    elif py_type is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif py_type is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        value = float(value) if ok else value
+    elif py_type is str:
+        ok = isinstance(value, str)
+    if not ok:
+        raise InputError("wrong value type", file=source, field=name, value=value,
+                         expected=py_type.__name__)
+    if allowed is not None and value not in allowed:
+        raise InputError("value not allowed", file=source, field=name, value=value,
+                         expected="one of " + ", ".join(map(str, allowed)))
+    return value
+
+
+def _number(name: str, value: Any, source: str) -> float:
+    if isinstance(value, str):  # YAML reads 1e-4 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InputError("not a number", file=source, field=name, value=value, expected="a number")
+    return value
+
+
+def _param_dict(p: Param) -> dict[str, Any]:
+    d: dict[str, Any] = {"type": p.type}
+    if p.low is not None:
+        d.update(low=p.low, high=p.high, log=p.log)
+    if p.step is not None:
+        d["step"] = p.step
+    if p.values:
+        d["choices" if p.type == "categorical" else "values"] = list(p.values)
+    if p.when:
+        d["when"] = {k: list(v) for k, v in p.when}
+    return d
+
+
+def _canon(v: Any) -> Any:
+    if isinstance(v, bool) or v is None or isinstance(v, str):
+        return v
+    if isinstance(v, int | float):
+        f = float(v)
+        return int(f) if f.is_integer() and abs(f) < 1e15 else float(f"{f:.6g}")
+    return str(v)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool) or isinstance(a, str) or isinstance(b, str):
+        return a == b
+    try:
+        fa, fb = float(a), float(b)
+    except (TypeError, ValueError):
+        return a == b
+    return math.isclose(fa, fb, rel_tol=1e-6, abs_tol=1e-12)
+
+
+def _native(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v
+
+
+def product_size(space: SearchSpace) -> int:
+    """Size of the grid without conditionals applied (an upper bound, for messages)."""
+    return math.prod(len(p.grid_values()) for p in space.params) if space.params else 1
+
+
+__all__ = ["Param", "SearchSpace", "config_id", "load_space", "parse_space", "preset_names",
+           "TRAIN_HPS", "DECODE_HPS"]

@@ -1,0 +1,92 @@
+"""CLI: clear errors before any trial, tune/grid/export/simulate end to end (synthetic trials)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from .conftest import SYNTH, demo_table
+
+
+def _no_trials(tmp_path) -> bool:
+    return not list(tmp_path.glob("runs/*/study.db"))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--space", "BAD"], "space file not found"),
+    (["--strategy", "bayes"], "unknown strategy"),
+    (["--pruner", "sometimes"], "unknown pruner"),
+    (["--set", "learning_rat=1e-4"], "unknown hyperparameter"),
+    (["--task", "no-such-task"], "no-such-task"),
+    (["--model", "./nope/model"], "unknown model"),
+    (["--storage", "postgresql://nobody@127.0.0.1:1/x"], "cannot open storage"),
+    (["--strategy", "cbs-adaptive"], "needs per-dataset scores"),
+])
+def test_bad_input_fails_before_any_trial(run_cli, tmp_path, args, message):
+    base = {"--task": "sst2", "--model": "tiny-llama", "--space": "preset:demo", "--trials": "1"}
+    for i in range(0, len(args), 2):
+        base[args[i]] = args[i + 1]
+    flat = [x for kv in base.items() for x in kv]
+    res = run_cli("tune", *flat, "-q")
+    assert res.exit_code == 2, res.output
+    assert message in res.output.replace("\n", "")
+    assert _no_trials(tmp_path)
+
+
+def test_bad_space_file_names_file_and_param(run_cli, tmp_path):
+    space = tmp_path / "s.yaml"
+    space.write_text("params:\n  lora_rank: {type: int, values: [8]}\n")
+    res = run_cli("tune", "--task", "sst2", "--model", "tiny-llama", "--space", str(space))
+    assert res.exit_code == 2
+    text = res.output.replace("\n", "")
+    assert "s.yaml" in text and "lora_rank" in text and "lora_r" in text
+
+
+def test_tune_prints_best_and_writes_json(run_cli, tmp_path):
+    res = run_cli("tune", "--task", "t1", "--model", "m", "--space", "preset:demo", "--strategy",
+                  "grid", "--trials", "3", "--trial-fn", SYNTH, "--json", "out.json", "-q")
+    assert res.exit_code == 0, res.output
+    assert "best: trial" in res.output and "learning_rate=" in res.output
+    data = json.loads((tmp_path / "out.json").read_text())
+    assert data["trials"]["finished"] == 3 and data["best"]["config"]["lr_scheduler"]
+    assert (tmp_path / "runs" / "tune-t1-m-demo-grid" / "study.db").is_file()
+
+
+def test_grid_export_and_cbs_reads_it(run_cli, tmp_path):
+    res = run_cli("grid", "--tasks", "a,b,c", "--models", "m", "--methods", "lora",
+                  "--train-sizes", "10", "--trial-fn", SYNTH, "-q", "--name", "g")
+    assert res.exit_code == 0, res.output
+    for fmt in ("csv", "jsonl", "parquet"):
+        res = run_cli("results", "export", "runs/g/study.db", "-o", f"t.{fmt}")
+        assert res.exit_code == 0, res.output
+        from staytuned.results import load_results
+
+        table = load_results(tmp_path / f"t.{fmt}")
+        assert len(table) == 24 and len(table.datasets) == 3 and len(table.config_ids) == 8
+    res = run_cli("cbs", "rank", "t.csv", "--k", "2")
+    assert res.exit_code == 0, res.output
+    # and the exported grid is an offline source for cbs-adaptive
+    res = run_cli("tune", "--task", "d", "--model", "m", "--space", "preset:demo", "--strategy",
+                  "cbs-adaptive", "--cbs-table", "t.csv", "--trials", "3", "--trial-fn", SYNTH, "-q")
+    assert res.exit_code == 0, res.output
+
+
+def test_export_errors(run_cli, tmp_path):
+    res = run_cli("results", "export", "nothing.db", "-o", "t.csv")
+    assert res.exit_code == 2 and "not found" in res.output
+    res = run_cli("results", "export", "nothing.db", "-o", "t.xlsx")
+    assert res.exit_code == 2 and ".parquet" in res.output
+
+
+def test_simulate_cli_json(run_cli, tmp_path):
+    demo_table(tmp_path / "t.csv", n_datasets=4)
+    res = run_cli("simulate", "t.csv", "--strategies", "grid,random,cbs,cbs-adaptive", "--k", "4",
+                  "--seeds", "2", "--json", "sim.json", "-q")
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "sim.json").read_text())
+    assert set(data["strategies"]) == {"grid", "random", "cbs", "cbs-adaptive"}
+    for curve in data["strategies"].values():
+        assert len(curve["mean_best_of_k"]) == 4 and len(curve["solved_fraction"]) == 4
+    res = run_cli("simulate", "t.csv", "--strategies", "cbs,magic")
+    assert res.exit_code == 2 and "unknown strategy" in res.output

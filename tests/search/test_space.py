@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import pytest
+
+from staytuned.errors import InputError
+from staytuned.space import TRAIN_HPS, config_id, load_space, parse_space, preset_names
+
+
+def test_presets_sizes():
+    assert {"demo", "full", "lora"} <= set(preset_names())
+    demo = load_space("preset:demo")
+    # 2 learning rates x 2 schedulers x 2 LoRA r (lora only)
+    assert demo.size({"method": "lora"}) == 8
+    assert demo.size({"method": "full"}) == 4
+    assert load_space("preset:lora").size({"method": "lora"}) == 4 * 3 * 3 * 3 * 3 * 2
+    assert load_space("preset:full").size({"method": "full"}) == 4 * 3 * 3 * 3
+
+
+def test_conditionals_and_fixed():
+    sp = parse_space({"params": {
+        "method": ["lora", "full"],
+        "learning_rate": {"type": "float", "low": 1e-5, "high": 1e-3, "log": True, "values": [1e-4]},
+        "lora_r": {"type": "int", "values": [8, 16], "when": {"method": "lora"}},
+    }, "fixed": {"epochs": 1}})
+    grid = sp.grid()
+    assert len(grid) == 3  # lora x 2 r + full
+    assert {"method": "full", "learning_rate": 1e-4, "epochs": 1.0} in grid
+    assert all(("lora_r" in g) == (g["method"] == "lora") for g in grid)
+
+
+def test_suggest_with_optuna_respects_conditions():
+    import optuna
+
+    sp = load_space("preset:demo")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    for method in ("lora", "full"):
+        cfg = sp.suggest(study.ask(), {"method": method})
+        assert ("lora_r" in cfg) == (method == "lora")
+        assert 1e-5 <= cfg["learning_rate"] <= 3e-3
+        assert cfg["batch_size"] == 8 and cfg["max_seq_length"] == 64
+
+
+def test_model_is_a_categorical_hp():
+    sp = parse_space({"params": {"model": ["tiny-llama", "tiny-mistral"],
+                                 "learning_rate": {"type": "float", "values": [1e-4, 1e-3]}}})
+    assert len(sp.grid()) == 4
+    assert sp.param("model").values == ("tiny-llama", "tiny-mistral")
+
+
+@pytest.mark.parametrize("data, field, expect", [
+    ({"params": {"learnin_rate": [1e-4]}}, "learnin_rate", "did you mean 'learning_rate'"),
+    ({"params": {"lora_r": {"type": "int", "values": [8.5]}}}, "lora_r", "expected int"),
+    ({"params": {"learning_rate": {"type": "float", "low": 0, "high": 1, "log": True,
+                                   "values": [0.1]}}}, "learning_rate.low", "log-scale"),
+    ({"params": {"lr_scheduler": {"type": "categorical", "choices": ["linear", "warp"]}}},
+     "lr_scheduler", "one of linear"),
+    ({"params": {"lora_r": {"type": "int", "values": [8], "when": {"optimizer": "sgd"}}}},
+     "lora_r.when", "not defined before"),
+    ({"params": {"lr_scheduler": {"type": "float", "low": 0, "high": 1, "values": [0.5]}}},
+     "lr_scheduler.type", "categorical"),
+    ({"params": {"learning_rate": {"type": "float", "low": 1e-3, "high": 1e-4, "values": [5e-4]}}},
+     "learning_rate", "'low' must be below"),
+    ({"params": {"epochs": {"type": "float", "low": 1, "high": 3}}}, "epochs.values", "values"),
+])
+def test_invalid_spaces_name_field_and_expectation(data, field, expect):
+    with pytest.raises(InputError) as exc:
+        parse_space(data, source="my.yaml")
+    assert exc.value.field == field
+    assert exc.value.file == "my.yaml"
+    assert expect in str(exc.value)
+
+
+def test_yaml_file_errors(tmp_path):
+    bad = tmp_path / "s.yaml"
+    bad.write_text("params: [oops\n")
+    with pytest.raises(InputError, match="not valid YAML"):
+        load_space(str(bad))
+    with pytest.raises(InputError, match="unknown space preset"):
+        load_space("preset:nope")
+    with pytest.raises(InputError, match="not found"):
+        load_space(str(tmp_path / "missing.yaml"))
+
+
+def test_hp_names_match_trainconfig():
+    from dataclasses import fields
+
+    from staytuned.finetune.config import TrainConfig
+
+    assert set(TRAIN_HPS) == {f.name for f in fields(TrainConfig)}
+
+
+def test_config_id_stable_and_ignores_cell_axes():
+    a = config_id({"learning_rate": 1e-4, "epochs": 3, "model": "x", "method": "lora"})
+    b = config_id({"epochs": 3.0, "learning_rate": 0.0001, "model": "y"})
+    assert a == b and a.startswith("c")
+    assert a != config_id({"learning_rate": 2e-4, "epochs": 3})
+
+
+def test_params_of_maps_external_configs():
+    sp = load_space("preset:demo")
+    ctx = {"method": "lora"}
+    assert sp.params_of({"learning_rate": 0.001, "lr_scheduler": "linear", "lora_r": 16.0}, ctx) == {
+        "learning_rate": 1e-3, "lr_scheduler": "linear", "lora_r": 16}
+    assert sp.params_of({"learning_rate": 0.5, "lr_scheduler": "linear", "lora_r": 16}, ctx) is None
+    assert sp.params_of({"learning_rate": 1e-3, "lr_scheduler": "linear", "lora_r": 16,
+                         "batch_size": 32}, ctx) is None  # contradicts a fixed value

@@ -1,0 +1,151 @@
+"""Every strategy end to end on the cheap synthetic objective (real Optuna storage)."""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pytest
+
+from staytuned.search.objective import TrialSettings
+from staytuned.search.runner import prepare_spec, tune
+from staytuned.search.storage import HeartbeatSettings
+from staytuned.search.strategies import STRATEGIES, offline_from_table
+from staytuned.search.study import StudySpec, trial_rows
+
+from .conftest import SYNTH, demo_table
+
+
+def _spec(tmp_path, strategy, n=5, **kw):
+    return StudySpec(storage=f"sqlite:///{tmp_path}/s.db", study_name=f"s-{strategy}", task="t1",
+                     model="m", space="preset:demo", strategy=strategy, n_trials=n, trial_fn=SYNTH,
+                     settings=TrialSettings(train_size=10), heartbeat=HeartbeatSettings(1, 3), **kw)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_every_strategy_runs_to_budget(tmp_path, strategy):
+    table = demo_table(tmp_path / "offline.csv")
+    spec = prepare_spec(_spec(tmp_path, strategy, n=5, cbs_k=2), cbs_table=str(table))
+    outcome = tune(spec)
+    assert outcome.counts.finished == 5 and outcome.counts.complete == 5
+    assert outcome.best is not None and 0.5 < outcome.best.value < 1.0
+    rows = trial_rows(optuna.load_study(study_name=spec.study_name, storage=spec.storage))
+    assert all(r["status"] == "ok" and r["config_id"] for r in rows)
+    if strategy in ("grid", "cbs", "cbs-adaptive"):  # finite config lists: no config twice
+        assert len({r["config_id"] for r in rows}) == 5
+    # resume: running the same spec again adds nothing
+    assert tune(spec).ran == 0
+
+
+def test_cbs_enqueues_the_ranking_in_order(tmp_path):
+    table = demo_table(tmp_path / "offline.csv")
+    spec = prepare_spec(_spec(tmp_path, "cbs", n=3), cbs_table=str(table))
+    ranked = offline_from_table(str(table), method="lora").ranked[:3]
+    tune(spec)
+    import optuna
+
+    study = optuna.load_study(study_name=spec.study_name, storage=spec.storage)
+    got = [t.params for t in sorted(study.trials, key=lambda t: t.number)]
+    want = [{k: r[k] for k in ("learning_rate", "lr_scheduler", "lora_r")} for r in ranked]
+    assert got == want
+
+
+def test_cbs_tpe_tries_cbs_first_then_tpe(tmp_path):
+    table = demo_table(tmp_path / "offline.csv")
+    spec = prepare_spec(_spec(tmp_path, "cbs+tpe", n=5, cbs_k=2), cbs_table=str(table))
+    tune(spec)
+    import optuna
+
+    study = optuna.load_study(study_name=spec.study_name, storage=spec.storage)
+    trials = sorted(study.trials, key=lambda t: t.number)
+    assert all("fixed_params" in t.system_attrs for t in trials[:2])
+    assert not any("fixed_params" in t.system_attrs for t in trials[2:])
+
+
+def test_shipped_recommendations_feed_cbs(tmp_path):
+    spec = prepare_spec(_spec(tmp_path, "cbs", n=2, method="lora"))
+    assert spec.offline is not None and spec.offline.provenance == "shipped recommendations"
+    outcome = tune(spec)
+    assert outcome.counts.complete == 2
+
+
+def test_cbs_adaptive_follows_the_agreeing_cluster(tmp_path):
+    """d0/d2 like lr 1e-3, d1/d3 like 2e-4; the synthetic objective (task t1) prefers 2e-4..3e-4.
+    After two observations cbs-adaptive must move to the low-learning-rate configs."""
+    table = demo_table(tmp_path / "offline.csv")
+    spec = prepare_spec(_spec(tmp_path, "cbs-adaptive", n=4), cbs_table=str(table))
+    tune(spec)
+    import optuna
+
+    study = optuna.load_study(study_name=spec.study_name, storage=spec.storage)
+    lrs = [t.params["learning_rate"] for t in sorted(study.trials, key=lambda t: t.number)]
+    assert len(set(map(str, [t.params for t in study.trials]))) == 4
+    assert 2e-4 in lrs[:2] and 1e-3 in lrs[:2]  # coverage: one config per cluster first
+    best = max(study.trials, key=lambda t: t.value)
+    assert best.params["learning_rate"] == 2e-4
+
+
+def test_failed_trials_do_not_stop_the_study(tmp_path):
+    space = {"params": {"learning_rate": {"type": "float", "values": [1e-4, 0.06, 3e-4]}},
+             "fixed": {"epochs": 1}}
+    spec = prepare_spec(StudySpec(storage=f"sqlite:///{tmp_path}/f.db", study_name="f", task="t",
+                                  model="m", space=space, strategy="grid", n_trials=3,
+                                  trial_fn=SYNTH))
+    outcome = tune(spec)
+    assert (outcome.counts.complete, outcome.counts.failed) == (2, 1)
+    import optuna
+
+    study = optuna.load_study(study_name="f", storage=spec.storage)
+    failed = [t for t in study.trials if t.state.name == "FAIL"]
+    assert failed[0].user_attrs["error"] == "loss is NaN (diverged)"
+    assert failed[0].user_attrs["status"] == "failed"
+
+
+def test_median_pruner_prunes_from_epoch_scores(tmp_path):
+    space = {"params": {"learning_rate": {"type": "float", "values": [3e-4, 1e-5, 2e-5, 1e-2, 5e-3]}},
+             "fixed": {"epochs": 3}}
+    spec = prepare_spec(StudySpec(storage=f"sqlite:///{tmp_path}/p.db", study_name="p", task="t",
+                                  model="m", space=space, strategy="grid", n_trials=5,
+                                  trial_fn=SYNTH, pruner="median"))
+    outcome = tune(spec)
+    assert outcome.counts.finished == 5
+    assert outcome.counts.pruned >= 1  # worse than the median of earlier trials at epoch 1
+
+
+def test_user_attrs_follow_the_contract(tmp_path):
+    spec = prepare_spec(_spec(tmp_path, "random", n=1))
+    tune(spec)
+    import optuna
+
+    t = optuna.load_study(study_name=spec.study_name, storage=spec.storage).trials[0]
+    for key in ("status", "error", "metrics", "metric", "score", "runtime_s", "train_tokens_per_s",
+                "peak_memory_mb", "versions", "task", "model", "method", "train_size", "seed",
+                "config_id", "loss_curve"):
+        assert key in t.user_attrs, key
+    assert t.user_attrs["versions"]["optuna"]
+    assert np.isclose(t.user_attrs["score"], t.value)
+
+
+def test_model_as_a_categorical_hp(tmp_path):
+    space = {"params": {"model": ["tiny-llama", "tiny-mistral"],
+                        "learning_rate": {"type": "float", "values": [1e-4, 3e-4]}}}
+    spec = prepare_spec(StudySpec(storage=f"sqlite:///{tmp_path}/m.db", study_name="m", task="t",
+                                  model=None, space=space, strategy="grid", n_trials=10,
+                                  trial_fn=SYNTH))
+    outcome = tune(spec)
+    assert outcome.counts.complete == 4  # the whole 2 x 2 grid, then the grid budget stops it
+    import optuna
+
+    study = optuna.load_study(study_name="m", storage=spec.storage)
+    assert sorted({t.user_attrs["model"] for t in study.trials}) == ["tiny-llama", "tiny-mistral"]
+    assert all("model" not in t.user_attrs["config"] for t in study.trials)
+
+
+def test_cbs_adaptive_two_workers_plan_distinct_configs(tmp_path, monkeypatch):
+    monkeypatch.setenv("STAYTUNED_SYNTHETIC_SLEEP", "0.3")  # the workers overlap
+    table = demo_table(tmp_path / "offline.csv")
+    spec = prepare_spec(_spec(tmp_path, "cbs-adaptive", n=6), cbs_table=str(table))
+    outcome = tune(spec, workers=2)
+    assert outcome.counts.complete >= 6
+    study = optuna.load_study(study_name=spec.study_name, storage=spec.storage)
+    configs = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(configs)) == len(configs)
