@@ -1,0 +1,44 @@
+"""Decoding: generation-time hyperparameters, local and HTTP backends, serving, tuning, comparing.
+
+Light at import: the names below resolve lazily, so ``from staytuned.decoding import
+DecodingConfig`` never imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY: dict[str, str] = {
+    "DecodingConfig": "staytuned.decoding.config",
+    "GREEDY": "staytuned.decoding.config",
+    "Generation": "staytuned.decoding.base",
+    "Backend": "staytuned.decoding.base",
+    "truncate_at_stop": "staytuned.decoding.stopping",
+    "HFBackend": "staytuned.decoding.hf_backend",
+    "load_for_generation": "staytuned.decoding.hf_backend",
+    "HTTPBackend": "staytuned.decoding.http_backend",
+    "BackendError": "staytuned.decoding.http_backend",
+    "RetryPolicy": "staytuned.decoding.http_backend",
+    "FrequencyPresencePenaltyProcessor": "staytuned.decoding.processors",
+    "build_processors": "staytuned.decoding.processors",
+    "create_app": "staytuned.decoding.server",
+    "BackendOptions": "staytuned.decoding.factory",
+    "open_backend": "staytuned.decoding.factory",
+    "score_config": "staytuned.decoding.objective",
+    "Estimate": "staytuned.decoding.objective",
+    "DecodeTuneSpec": "staytuned.decoding.tune",
+    "run_decode_tune": "staytuned.decoding.tune",
+    "run_compare": "staytuned.decoding.compare",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'staytuned.decoding' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

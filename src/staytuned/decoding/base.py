@@ -1,0 +1,49 @@
+"""What every generation backend returns and promises (light module)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from staytuned.decoding.config import DecodingConfig
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass
+class Generation:
+    """One completion.
+
+    ``finish_reason`` is "stop" when the model ended (EOS) or a stop sequence matched
+    (``stop_sequence`` says which; the text is cut right before it), "length" when
+    ``max_new_tokens`` ran out.
+    """
+
+    prompt: str
+    text: str
+    finish_reason: FinishReason
+    n_prompt_tokens: int
+    n_output_tokens: int
+    stop_sequence: str | None = None
+    seed: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class Backend(Protocol):
+    """A way to run a model: local transformers or an OpenAI-compatible server."""
+
+    name: str  # "hf" or "http"
+    model_name: str
+
+    def generate(self, prompts: Sequence[str], config: DecodingConfig) -> list[Generation]:
+        """One generation per prompt, in order; raises StaytunedError subclasses on failure."""
+        ...
+
+    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> str:
+        """Render chat messages to the prompt text this backend's model expects."""
+        ...
