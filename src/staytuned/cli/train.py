@@ -1,0 +1,217 @@
+"""``staytuned train``: run one fine-tuning trial (or score the untuned model) and print its metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich import box
+from rich.table import Table
+
+from staytuned.cli._common import (
+    EXIT_FAILED, JsonOpt, QuietOpt, VerboseOpt, cli_errors, err, out, write_json,
+)
+from staytuned.errors import InputError
+
+
+def _size(value: str | None, flag: str) -> int | None:
+    """``"all"`` -> None, else a positive integer."""
+    if value is None or str(value).lower() == "all":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise InputError("must be a positive integer or 'all'", field=flag, value=value)
+    return n
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    """HPs from a JSON or YAML mapping (a top-level ``config:`` mapping is also accepted)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", file=str(path)) from None
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # noqa: BLE001 - any parse error is bad input
+        raise InputError(f"does not parse: {exc}", file=str(path), expected="a JSON or YAML mapping") from None
+    if isinstance(data, dict) and isinstance(data.get("config"), dict):
+        data = data["config"]
+    if not isinstance(data, dict):
+        raise InputError("must hold a mapping of hyperparameter names to values", file=str(path))
+    return dict(data)
+
+
+def _parse_hp(items: list[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.strip():
+            raise InputError("expected NAME=VALUE", field="--hp", value=item)
+        values[name.strip()] = raw.strip()
+    return values
+
+
+def _progress_reporter(enabled: bool) -> tuple[Any, Callable[[str, int, int], None] | None]:
+    if not enabled:
+        return None, None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), console=err, transient=False)
+    current: dict[str, list[Any]] = {}  # phase -> [task id, done, total]
+    labels = {"train": "training", "eval": "evaluating"}
+
+    def report(phase: str, done: int, total: int) -> None:
+        state = current.get(phase)
+        if state is None or state[1] >= state[2]:  # a new pass (e.g. evaluation after each epoch)
+            state = current[phase] = [bar.add_task(labels.get(phase, phase), total=total), 0, total]
+        state[1], state[2] = done, total
+        bar.update(state[0], completed=done, total=total)
+
+    return bar, report
+
+
+def _print_result(result: Any, verbose: bool) -> None:
+    table = Table(box=box.SIMPLE_HEAD, show_header=False, pad_edge=False)
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    status_style = {"ok": "green", "failed": "red", "pruned": "yellow"}.get(result.status, "")
+    table.add_row("status", f"[{status_style}]{result.status}[/]")
+    table.add_row("task / model", f"{result.task} / {result.model}")
+    table.add_row("method", str(result.config.get("method", "")))
+    table.add_row("train / eval rows", f"{result.n_train} / {result.n_eval} ({result.eval_split})")
+    if math.isfinite(result.score):
+        table.add_row(f"score ({result.metric})", f"{result.score:.4f}")
+    for name, value in result.metrics.items():
+        table.add_row(f"  {name}", f"{value:.4f}")
+    if result.score_test is not None:
+        table.add_row(f"test {result.metric}", f"{result.score_test:.4f}")
+    if result.steps:
+        table.add_row("steps", f"{result.steps} (micro-batch {result.micro_batch_size} x "
+                               f"{result.grad_accumulation} accumulation)")
+        table.add_row("final train loss", f"{result.loss_curve[-1][1]:.4f}")
+        table.add_row("train tokens/s", f"{result.train_tokens_per_s:,.0f}")
+    table.add_row("runtime", f"{result.runtime_s:.1f} s (train {result.train_runtime_s:.1f} s, "
+                             f"eval {result.eval_runtime_s:.1f} s)")
+    table.add_row("peak memory", f"{result.peak_memory_mb:,.0f} MiB")
+    if result.saved_to:
+        table.add_row("saved to", result.saved_to)
+    if verbose:
+        table.add_row("config", json.dumps(result.config))
+    out.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train")
+    def train(
+        task: str = typer.Option(..., "--task", "-t", help="Bundled task name (see `staytuned tasks`) or a data file/folder."),
+        model: str = typer.Option("smollm2-135m", "--model", "-m", help="smollm2-135m, tiny-llama, tiny-mistral, a model folder, a .gguf file or a hub id."),
+        method: str | None = typer.Option(None, "--method", help="lora (default) or full."),
+        lr: float | None = typer.Option(None, "--lr", "--learning-rate", help="Peak learning rate (default 1e-4 for lora, 1e-5 for full)."),
+        scheduler: str | None = typer.Option(None, "--scheduler", help="linear, cosine, constant, constant_with_warmup, polynomial, time_based, step, exponential."),
+        warmup_ratio: float | None = typer.Option(None, "--warmup-ratio"),
+        weight_decay: float | None = typer.Option(None, "--weight-decay"),
+        batch_size: int | None = typer.Option(None, "--batch-size", help="Effective batch size, split into micro-batches x accumulation (default 8)."),
+        epochs: float | None = typer.Option(None, "--epochs", help="Passes over the training rows; fractions allowed (default 3)."),
+        max_seq_length: int | None = typer.Option(None, "--max-seq-length", help="Prompt + answer tokens per example (default 512)."),
+        optimizer: str | None = typer.Option(None, "--optimizer", help="adamw, sgd or adafactor."),
+        seed: int | None = typer.Option(None, "--seed", help="Training seed (adapter init, data order)."),
+        lora_r: int | None = typer.Option(None, "--lora-r"),
+        lora_alpha: float | None = typer.Option(None, "--lora-alpha"),
+        lora_dropout: float | None = typer.Option(None, "--lora-dropout"),
+        lora_target_modules: str | None = typer.Option(None, "--lora-target-modules", help='"all-linear" or e.g. "q_proj,v_proj".'),
+        precision: str | None = typer.Option(None, "--precision", help="auto, fp32 or bf16."),
+        hp: list[str] = typer.Option([], "--hp", help="Any hyperparameter as NAME=VALUE (repeatable), e.g. --hp time_decay_k=0.5."),
+        config_file: Path | None = typer.Option(None, "--config", help="JSON/YAML file of hyperparameters (flags win)."),
+        train_size: str = typer.Option("100", "--train-size", help="Training rows (stratified sample) or 'all'."),
+        eval_size: str = typer.Option("200", "--eval-size", help="Evaluation rows or 'all'."),
+        eval_split: str = typer.Option("validation", "--eval-split"),
+        data_seed: int = typer.Option(0, "--data-seed", help="Seed of the train/eval row samples."),
+        eval_test: bool = typer.Option(False, "--eval-test", help="Also score the test split."),
+        label_scoring: str = typer.Option("loglik", "--label-scoring", help="Classification: loglik (score each label) or generate."),
+        eval_only: bool = typer.Option(False, "--eval-only", help="Score the untuned model the same way; no training."),
+        save_dir: Path | None = typer.Option(None, "--save-dir", help="Save the adapter (lora) or model (full) here."),
+        device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)."),
+        threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (1 is fastest on a busy machine)."),
+        json_path: str | None = JsonOpt,
+        quiet: bool = QuietOpt,
+        verbose: bool = VerboseOpt,
+    ) -> None:
+        """Fine-tune a model on a task with one configuration and print its validation metrics.
+
+        Example: [bold]staytuned train --model smollm2-135m --task sst2 --method lora --lr 1e-4 --train-size 100[/]
+        """
+        flags = {
+            "method": method, "learning_rate": lr, "lr_scheduler": scheduler, "warmup_ratio": warmup_ratio,
+            "weight_decay": weight_decay, "batch_size": batch_size, "epochs": epochs,
+            "max_seq_length": max_seq_length, "optimizer": optimizer, "seed": seed, "lora_r": lora_r,
+            "lora_alpha": lora_alpha, "lora_dropout": lora_dropout,
+            "lora_target_modules": lora_target_modules, "precision": precision,
+        }
+        with cli_errors():
+            values = _read_config_file(config_file) if config_file is not None else {}
+            values.update(_parse_hp(hp))
+            values.update({k: v for k, v in flags.items() if v is not None})
+            n_train, n_eval = _size(train_size, "--train-size"), _size(eval_size, "--eval-size")
+            from staytuned.finetune.config import TrainConfig
+
+            config = TrainConfig.from_dict(values)  # bad HPs are bad input here (exit 2)
+            if label_scoring not in ("loglik", "generate"):
+                raise InputError("unknown label scoring", field="--label-scoring", value=label_scoring,
+                                 expected="loglik | generate")
+            result = _run(model, task, config, n_train, n_eval, eval_split, data_seed, eval_test,
+                          label_scoring, eval_only, save_dir, device, threads, quiet, verbose)
+        if not quiet and json_path != "-":
+            _print_result(result, verbose)
+        if result.error and (result.status == "failed" or not quiet):
+            err.print(f"[bold red]trial {result.status}:[/] {result.error}" if result.status == "failed"
+                      else f"[yellow]warning:[/] {result.error}", markup=True, highlight=False)
+        write_json(json_path, result.to_dict())
+        if result.status == "failed":
+            raise typer.Exit(EXIT_FAILED)
+
+
+def _run(model: str, task: str, config: Any, n_train: int | None, n_eval: int | None, eval_split: str,
+         data_seed: int, eval_test: bool, label_scoring: str, eval_only: bool, save_dir: Path | None,
+         device: str | None, threads: int | None, quiet: bool, verbose: bool) -> Any:
+    import torch
+    import transformers
+
+    from staytuned.finetune.tasks import load_task
+    from staytuned.finetune.trial import ModelCache, run_trial
+
+    if threads is not None:
+        if threads < 1:
+            raise InputError("must be >= 1", field="--threads", value=threads)
+        torch.set_num_threads(threads)
+    if not verbose:
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    task_obj = load_task(task)
+    cache = ModelCache(device=device, max_models=1)
+    if not quiet:
+        err.print(f"loading model {model} ...", highlight=False)
+    cache.get(model)
+    bar, report = _progress_reporter(not quiet)
+    if bar is not None:
+        bar.start()
+    try:
+        return run_trial(model, task_obj, config, train_size=n_train, eval_size=n_eval,
+                         eval_split=eval_split, seed=data_seed, save_dir=save_dir, model_cache=cache,
+                         eval_only=eval_only, eval_test=eval_test, label_scoring=label_scoring,
+                         progress=report)
+    finally:
+        if bar is not None:
+            bar.stop()

@@ -1,0 +1,356 @@
+"""One trial: fine-tune a base model with one config on one task, score it, never raise.
+
+``run_trial`` is what search strategies, grids and CBS call. It raises InputError only for what
+makes every trial fail (unknown task or model, a missing split, a train size larger than the
+data); every per-trial failure (invalid HP values, NaN/inf loss, out of memory, anything raised
+while training) comes back as ``status="failed"`` with the reason in ``error``.
+
+Base weights are reused: a :class:`ModelCache` keeps loaded base models; a LoRA trial wraps
+the cached base with a fresh adapter and unloads it afterwards (the base weights are never
+written), a full fine-tuning trial trains a deep copy. Memory is released after every trial.
+
+Seeds: ``run_trial(seed=...)`` picks the training and evaluation rows (the cell's data seed);
+``config.seed`` seeds adapter initialisation, data order and dropout. Global RNG state is
+restored after the trial.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from staytuned.errors import InputError
+from staytuned.finetune.config import TrainConfig
+from staytuned.models import LoadedModel, load_model, resolve_model
+
+#: progress(phase, done, total) with phase "train" (optimizer steps) or "eval" (examples).
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class TrialResult:
+    """Outcome of one trial (``to_dict()`` is JSON-able; NaN scores stay NaN)."""
+
+    status: str  # "ok" | "failed" | "pruned"
+    score: float = math.nan  # primary metric on the evaluation split
+    metric: str = ""
+    direction: str = "max"
+    metrics: dict[str, float] = field(default_factory=dict)
+    loss_curve: list[list[float]] = field(default_factory=list)  # [optimizer step, mean target-token loss]
+    epoch_scores: list[float] = field(default_factory=list)
+    runtime_s: float = 0.0  # whole trial: preparation, training and evaluation
+    train_tokens_per_s: float = 0.0  # non-pad training tokens per second of training
+    peak_memory_mb: float = 0.0  # see staytuned.finetune.memory
+    error: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    task: str = ""
+    model: str = ""
+    train_size: int | None = None
+    n_train: int = 0
+    n_eval: int = 0
+    eval_split: str = "validation"
+    score_test: float | None = None
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    failed_step: int | None = None  # optimizer step at which the loss became NaN/inf
+    train_tokens: int = 0  # non-pad tokens trained on (all epochs)
+    train_runtime_s: float = 0.0
+    train_cpu_s: float = 0.0  # process CPU seconds of training (about train_runtime_s x busy threads)
+    eval_runtime_s: float = 0.0
+    steps: int = 0
+    micro_batch_size: int = 0
+    grad_accumulation: int = 0
+    label_scoring: str | None = None
+    saved_to: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ModelCache:
+    """Loaded base models by reference, reused across trials in one process.
+
+    Holds at most ``max_models`` models (least recently used evicted). Models in the cache are
+    never trained: LoRA trials add and remove an adapter, full trials train a copy.
+    """
+
+    def __init__(self, *, device: str | None = None, max_models: int = 2) -> None:
+        self.device = device
+        self.max_models = max(1, max_models)
+        self._models: OrderedDict[str, LoadedModel] = OrderedDict()
+        self.loads = 0  # how many times a model was actually loaded (for tests and logs)
+
+    def get(self, ref: str) -> LoadedModel:
+        spec = resolve_model(ref)
+        key = f"{spec.kind}:{spec.path}"
+        if key in self._models:
+            self._models.move_to_end(key)
+            return self._models[key]
+        model, tokenizer = load_model(ref, device=self.device)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        loaded = LoadedModel(model, tokenizer, spec.name)
+        self._models[key] = loaded
+        self.loads += 1
+        while len(self._models) > self.max_models:
+            self._models.popitem(last=False)
+        return loaded
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def clear(self) -> None:
+        self._models.clear()
+        from staytuned.finetune.memory import release_memory
+
+        release_memory()
+
+
+def _resolve_task(task: Any) -> Any:
+    from staytuned.finetune.tasks import Task, load_task
+
+    if isinstance(task, Task):
+        return task
+    if isinstance(task, str | Path):
+        return load_task(str(task))
+    raise InputError("task must be a bundled name, a path or a Task", field="task", value=type(task).__name__)
+
+
+def _resolve_model(model: Any, cache: ModelCache | None, device: str | None) -> LoadedModel:
+    if isinstance(model, LoadedModel):
+        return model
+    if isinstance(model, tuple) and len(model) == 2:
+        return LoadedModel(model[0], model[1], type(model[0]).__name__)
+    if isinstance(model, str | Path):
+        cache = cache if cache is not None else ModelCache(device=device, max_models=1)
+        return cache.get(str(model))
+    raise InputError("model must be a reference string, a LoadedModel or (model, tokenizer)",
+                     field="model", value=type(model).__name__)
+
+
+def run_trial(
+    model: Any,
+    task: Any,
+    config: TrainConfig | Mapping[str, Any] | None = None,
+    train_size: int | None = None,
+    eval_size: int | None = 200,
+    eval_split: str = "validation",
+    seed: int = 0,
+    on_epoch: Callable[[int, float], bool] | None = None,
+    save_dir: str | Path | None = None,
+    model_cache: ModelCache | None = None,
+    *,
+    eval_only: bool = False,
+    eval_test: bool = False,
+    label_scoring: str = "loglik",
+    template: str | None = None,
+    device: str | None = None,
+    micro_batch_size: int | None = None,
+    progress: Progress | None = None,
+) -> TrialResult:
+    """Fine-tune ``model`` on ``task`` with ``config`` and score it; see the module docstring.
+
+    - ``train_size``/``eval_size``: rows sampled with ``seed`` (None = all; classification stratified).
+    - ``on_epoch(epoch, score)``: called after every epoch with the validation score; True prunes.
+    - ``eval_only``: score the untuned model (no training) the same way.
+    - ``eval_test``: also score the test split (``score_test``, ``test_metrics``).
+    - ``label_scoring``: "loglik" (default) or "generate", for classification tasks.
+    - ``save_dir``: save the adapter (lora) or the whole model (full) and the tokenizer there.
+    - ``device``: where a model given by reference is loaded when no ``model_cache`` is given
+      (default: CUDA when available); training and scoring run where the model is.
+    """
+    started = time.perf_counter()
+    task_obj = _resolve_task(task)
+    loaded = _resolve_model(model, model_cache, device)
+    device = str(next(loaded.model.parameters()).device)  # train and score where the model lives
+    model_name = str(model) if isinstance(model, str | Path) else loaded.name
+    result = TrialResult(status="failed", metric=task_obj.metric, direction=task_obj.direction,
+                         task=task_obj.name, model=model_name, train_size=train_size,
+                         eval_split=eval_split,
+                         label_scoring=label_scoring if task_obj.type == "classification" else None)
+    train_rows = [] if eval_only else task_obj.train_rows(train_size, seed=seed)
+    eval_rows = task_obj.eval_rows(eval_split, eval_size, seed=seed)
+    test_rows = task_obj.eval_rows("test", eval_size, seed=seed) if eval_test else []
+    result.n_train, result.n_eval = len(train_rows), len(eval_rows)
+    try:
+        cfg = TrainConfig.from_dict(config)
+    except InputError as exc:
+        result.config = dict(config) if isinstance(config, Mapping) else {}
+        result.error = f"invalid hyperparameters: {exc}"
+        result.runtime_s = time.perf_counter() - started
+        return result
+    result.config = cfg.to_dict()
+    _TrialRun(loaded, task_obj, cfg, result, device=device, template=template,
+              label_scoring=label_scoring, micro_batch_size=micro_batch_size, progress=progress,
+              on_epoch=on_epoch).run(train_rows, eval_rows, test_rows, eval_only=eval_only, save_dir=save_dir)
+    result.runtime_s = time.perf_counter() - started
+    return result
+
+
+class _TrialRun:
+    """The stateful middle of run_trial: prepare the model, train, evaluate, clean up."""
+
+    def __init__(self, loaded: LoadedModel, task: Any, cfg: TrainConfig, result: TrialResult, *,
+                 device: str, template: str | None, label_scoring: str, micro_batch_size: int | None,
+                 progress: Progress | None, on_epoch: Callable[[int, float], bool] | None) -> None:
+        self.loaded, self.task, self.cfg, self.result = loaded, task, cfg, result
+        self.device, self.template, self.label_scoring = device, template, label_scoring
+        self.micro_batch_size, self.progress, self.on_epoch = micro_batch_size, progress, on_epoch
+
+    def run(self, train_rows: list, eval_rows: list, test_rows: list, *, eval_only: bool,
+            save_dir: str | Path | None) -> None:
+        import torch
+
+        from staytuned.finetune.memory import PeakMemory, release_memory
+        from staytuned.finetune.trainer import NonFiniteLoss, OutOfMemory, TrainStats, is_oom
+
+        base = self.loaded.model
+        grad_flags = [p.requires_grad for p in base.parameters()]
+        trained = peft_model = None
+        stats = TrainStats()
+        result = self.result
+        peak = PeakMemory(self.device)
+        devices = [torch.cuda.current_device()] if str(self.device).startswith("cuda") else []
+        try:
+            with peak, torch.random.fork_rng(devices=devices):
+                torch.manual_seed(self.cfg.seed)
+                if eval_only:
+                    trained = base
+                elif self.cfg.method == "lora":
+                    trained = peft_model = _wrap_lora(base, self.cfg)
+                else:
+                    trained = copy.deepcopy(base)
+                    for p in trained.parameters():
+                        p.requires_grad_(True)
+                last_eval: tuple[int, Any] | None = None
+                if not eval_only:
+                    last_eval = self._train(trained, train_rows, eval_rows, stats)
+                if stats.stopped_by == "pruned":
+                    result.status = "pruned"
+                    result.score = result.epoch_scores[-1]
+                    result.metrics = dict(last_eval[1].metrics) if last_eval else {}
+                else:
+                    # The last epoch's evaluation is the final one when it saw the final weights.
+                    reuse = last_eval is not None and last_eval[0] == stats.steps
+                    out = last_eval[1] if reuse else self._eval(trained, eval_rows)
+                    if not reuse:
+                        result.eval_runtime_s += out.runtime_s
+                    result.metrics = dict(out.metrics)
+                    result.score = float(out.metrics.get(self.task.metric, math.nan))
+                    if not result.epoch_scores:
+                        result.epoch_scores = [result.score]
+                    if test_rows:
+                        test = self._eval(trained, test_rows)
+                        result.test_metrics = dict(test.metrics)
+                        result.score_test = float(test.metrics.get(self.task.metric, math.nan))
+                    result.status = "ok"
+                    if save_dir is not None and not eval_only:
+                        self._save(trained, Path(save_dir))
+        except NonFiniteLoss as exc:
+            result.error, result.failed_step = str(exc), exc.step
+        except OutOfMemory as exc:
+            result.error = str(exc)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a trial failure must never kill the caller
+            result.error = ("out of memory: " if is_oom(exc) else "") + f"{type(exc).__name__}: {exc}"
+            result.status = "failed" if result.status != "ok" else result.status
+        finally:
+            result.peak_memory_mb = peak.mb or peak.read()
+            if peft_model is not None:
+                peft_model.unload()  # removes the LoRA layers; the base weights were never written
+            for p, flag in zip(base.parameters(), grad_flags, strict=True):
+                p.requires_grad_(flag)
+            base.eval()
+            del trained, peft_model
+            release_memory()
+        result.loss_curve = stats.loss_curve
+        result.steps = stats.steps
+        result.micro_batch_size, result.grad_accumulation = stats.micro_batch_size, stats.grad_accumulation
+        result.train_runtime_s, result.train_cpu_s = stats.train_time_s, stats.train_cpu_s
+        result.train_tokens = stats.train_tokens
+        if stats.train_time_s > 0:
+            result.train_tokens_per_s = stats.train_tokens / stats.train_time_s
+        if result.status == "failed" and result.error is None:
+            result.error = "trial failed"
+
+    def _train(self, model: Any, train_rows: list, eval_rows: list, stats: Any) -> tuple[int, Any] | None:
+        from staytuned.finetune.templates import build_chat_example, completion_suffix
+        from staytuned.finetune.trainer import encode_pairs, train
+
+        tokenizer = self.loaded.tokenizer
+        pairs = [build_chat_example(self.task, row, tokenizer, template=self.template) for row in train_rows]
+        examples = encode_pairs(pairs, tokenizer, self.cfg.max_seq_length, completion_suffix(tokenizer))
+        last_eval: list[tuple[int, Any]] = []
+
+        def epoch_end(epoch: int) -> bool:
+            out = self._eval(model, eval_rows)
+            self.result.eval_runtime_s += out.runtime_s
+            score = float(out.metrics.get(self.task.metric, math.nan))
+            self.result.epoch_scores.append(score)
+            last_eval[:] = [(stats.steps, out)]
+            return bool(self.on_epoch(epoch, score)) if self.on_epoch is not None else False
+
+        def on_step(step: int, total: int, loss: float) -> None:
+            if self.progress is not None:
+                self.progress("train", step, total)
+
+        train(model, examples, self.cfg, pad_id=_pad_id(tokenizer), device=self.device,
+              micro_batch_size=self.micro_batch_size, on_step=on_step, stats=stats,
+              on_epoch_end=epoch_end if self.on_epoch is not None else None)
+        return last_eval[0] if last_eval else None
+
+    def _eval(self, model: Any, rows: list) -> Any:
+        from staytuned.finetune.evaluate import evaluate
+        from staytuned.finetune.trainer import use_bf16
+
+        progress = None
+        if self.progress is not None:
+            report = self.progress
+
+            def progress(done: int, total: int) -> None:
+                report("eval", done, total)
+
+        return evaluate(model, self.loaded.tokenizer, self.task, rows, label_scoring=self.label_scoring,
+                        max_seq_length=self.cfg.max_seq_length, template=self.template,
+                        device=self.device, progress=progress,
+                        bf16=use_bf16(self.cfg.precision, self.device))
+
+    def _save(self, model: Any, folder: Path) -> None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            model.save_pretrained(folder)  # a PeftModel saves only the adapter
+            self.loaded.tokenizer.save_pretrained(folder)
+            meta = {"task": self.task.name, "model": self.result.model, "method": self.cfg.method,
+                    "config": self.cfg.to_dict(), "score": self.result.score, "metric": self.task.metric}
+            (folder / "staytuned-trial.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+            self.result.saved_to = str(folder)
+        except OSError as exc:
+            self.result.error = f"trained, but saving to {folder} failed: {exc}"
+
+
+def _pad_id(tokenizer: Any) -> int:
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return int(pad if pad is not None else 0)
+
+
+def _wrap_lora(base: Any, cfg: TrainConfig) -> Any:
+    """A PeftModel around ``base`` with a fresh adapter (initialised from the current torch seed)."""
+    from peft import LoraConfig, get_peft_model
+
+    targets: str | list[str] = cfg.lora_target_modules.strip()
+    if targets != "all-linear":
+        targets = [m.strip() for m in targets.split(",")]
+    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=targets, bias="none", task_type="CAUSAL_LM")
+    with warnings.catch_warnings():
+        # peft probes a deprecated transformers attribute; the warning is not actionable here.
+        warnings.simplefilter("ignore", FutureWarning)
+        return get_peft_model(base, lora)

