@@ -58,8 +58,10 @@ def test_grid_export_and_cbs_reads_it(run_cli, tmp_path):
                   "--train-sizes", "10", "--trial-fn", SYNTH, "-q", "--name", "g")
     assert res.exit_code == 0, res.output
     for fmt in ("csv", "jsonl", "parquet"):
-        res = run_cli("results", "export", "runs/g/study.db", "-o", f"t.{fmt}")
+        res = run_cli("results", "export", "runs/g/study.db", "-o", f"t.{fmt}", "--json", f"w.{fmt}.json")
         assert res.exit_code == 0, res.output
+        written = json.loads((tmp_path / f"w.{fmt}.json").read_text())
+        assert written["rows"] == 24 and written["output"] == f"t.{fmt}"
         from staytuned.results import load_results
 
         table = load_results(tmp_path / f"t.{fmt}")

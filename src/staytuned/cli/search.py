@@ -298,11 +298,12 @@ def export_cmd(
     storage: str = typer.Argument(..., help="Storage URL (sqlite:///runs/x/study.db, postgresql://...) or a .db file."),
     output: Path = typer.Option(..., "-o", "--output", help="Output table: .csv, .parquet or .jsonl."),
     study: list[str] | None = typer.Option(None, "--study", help="Only this study (repeatable; default all)."),
+    json_path: str | None = JsonOpt,
     quiet: bool = QuietOpt,
 ) -> None:
     """Write the canonical results table (what `staytuned cbs` reads with its defaults)."""
     with cli_errors():
-        from staytuned.search.storage import normalize_url, sqlite_path
+        from staytuned.search.storage import normalize_url, redact, sqlite_path
         from staytuned.search.table import FORMATS, export_results
 
         if output.suffix not in FORMATS:
@@ -315,6 +316,7 @@ def export_cmd(
         n = export_results(url, output, study or None)
         if not quiet:
             err.print(f"{n} rows written to {output}")
+        write_json(json_path, {"output": str(output), "rows": n, "storage": redact(url), "studies": study or "all"})
 
 
 def simulate_cmd(
