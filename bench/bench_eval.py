@@ -1,0 +1,52 @@
+"""Evaluation speed of SmolLM2-135M on 200 SST-2 validation rows, fp32 vs bf16 autocast.
+
+Label log-likelihood scoring (the default for classification), the model loaded once; each
+precision is measured ``--repeats`` times, interleaved. Writes bench/results/eval.json.
+
+    .venv/bin/python bench/bench_eval.py [--threads 2] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from datetime import date
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--rows", type=int, default=200)
+    args = parser.parse_args()
+
+    import torch
+
+    from staytuned.finetune import ModelCache, TrainConfig, run_trial
+
+    torch.set_num_threads(args.threads)
+    cache = ModelCache()
+    # Warm-up: dequantize/load the model and the task once, outside the timings.
+    run_trial("smollm2-135m", "sst2", TrainConfig(precision="fp32"), eval_size=8, eval_only=True, model_cache=cache)
+    runs: dict[str, list[dict[str, float]]] = {"fp32": [], "bf16": []}
+    for _ in range(args.repeats):
+        for precision in runs:
+            config = TrainConfig(precision=precision, max_seq_length=128)
+            r = run_trial("smollm2-135m", "sst2", config, eval_size=args.rows, eval_only=True, model_cache=cache)
+            if r.status != "ok":
+                raise SystemExit(f"{precision}: {r.error}")
+            runs[precision].append({"eval_s": r.eval_runtime_s, "accuracy": r.score})
+            print(f"{precision}: {args.rows} rows in {r.eval_runtime_s:.2f} s, accuracy {r.score:.3f}", flush=True)
+    summary = {p: min(x["eval_s"] for x in v) for p, v in runs.items()}
+    print("best of repeats: " + ", ".join(f"{p} {s:.2f} s" for p, s in summary.items()))
+    out = Path(__file__).parent / "results" / "eval.json"
+    out.write_text(json.dumps({
+        "date": date.today().isoformat(), "machine": platform.machine(), "threads": args.threads,
+        "rows": args.rows, "runs": runs, "best_s": summary,
+    }, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
