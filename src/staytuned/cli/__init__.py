@@ -39,6 +39,8 @@ def build_app() -> typer.Typer:
         rich_markup_mode="rich",
         pretty_exceptions_enable=False,
         add_completion=False,
+        epilog="Exit codes: 0 success; 1 the run finished but failed (e.g. every trial failed); "
+        "2 bad input or usage (the message names the file, column, flag or value); 130 interrupted.",
     )
 
     @app.callback()
@@ -47,12 +49,10 @@ def build_app() -> typer.Typer:
             False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
         ),
     ) -> None:
-        """Exit codes: 0 success; 1 the run finished but failed (e.g. every trial failed);
-        2 bad input or usage (file, column, flag or value named in the message); 130 interrupted."""
+        """Good LLM hyperparameters in a handful of trials."""
 
     for name in _COMMAND_MODULES:
-        if importlib.util.find_spec(name) is not None:
-            importlib.import_module(name).register(app)
+        importlib.import_module(name).register(app)
     return app
 
 
