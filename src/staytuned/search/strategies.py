@@ -6,7 +6,8 @@
 ``random``     RandomSampler
 ``tpe``        TPESampler (multivariate, grouped for conditionals, constant liar so concurrent
                workers do not get the same config)
-``gp``         GPSampler (Gaussian-process Bayesian optimization)
+``gp``         :class:`DistinctGPSampler`: Optuna's GPSampler (Gaussian-process Bayesian
+               optimization), with a guard so concurrent workers never get the same config
 ``cbs``        the CBS-ranked configs enqueued in order (``study.enqueue_trial``); RandomSampler
                once the ranking is used up
 ``cbs+tpe``    CBS's top ``k`` enqueued first, then TPE, which sees their results
@@ -78,8 +79,9 @@ def _make_sampler(strategy: str, space: SearchSpace, *, seed: int, n_trials: int
                                           multivariate=True, group=True, constant_liar=True)
     if strategy == "gp":
         # Conditional params are sampled independently by GP: expected, not worth a warning.
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials(n_trials),
-                                         warn_independent_sampling=False)
+        gp = optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials(n_trials),
+                                       warn_independent_sampling=False)
+        return DistinctGPSampler(gp, space, context=context, seed=seed, lock_url=storage_url)
     if offline is None or offline.matrix is None:
         raise InputError("cbs-adaptive needs an offline results table (per-dataset scores)",
                          field="cbs_table", expected="--cbs-table PATH (e.g. a `results export`)")
@@ -311,6 +313,134 @@ class CBSAdaptiveSampler(optuna.samplers.BaseSampler):
             if all(k in params and _close(params[k], v) for k, v in cand.items()):
                 return i
         return None
+
+
+# ------------------------------------------------------------------------------------------
+# GP without duplicates
+
+
+class DistinctGPSampler(optuna.samplers.BaseSampler):
+    """Optuna's GPSampler that never hands a running or already tried config to a new trial.
+
+    Why: TPE has ``constant_liar``; GPSampler has none. Its q-batch acquisition does account for
+    running trials, but only for those whose params it can already see: workers asking at the same
+    moment fit on the same storage and can propose the same point, workers with equal seeds draw
+    the same random startup configs, and in a finite (grid-snapped) space the GP re-proposes
+    finished configs. So each new trial's whole config is decided in ``before_trial``, one worker
+    at a time (the storage lock cbs-adaptive uses), and stored on the trial, where the other
+    workers see it as taken. The GP proposes; a proposal equal to a running, finished or failed
+    trial's config is replaced by a seeded random one that is not taken (an untried grid point when
+    the space is finite). Gaussian-process BO itself stays Optuna's.
+    """
+
+    def __init__(self, gp: Any, space: SearchSpace, *, context: Mapping[str, Any] | None = None,
+                 seed: int | None = None, lock_url: str | None = None) -> None:
+        self._gp = gp
+        self._space = space
+        self._context = dict(context or {})
+        self._lock_url = lock_url
+        self._rng = np.random.default_rng(seed)
+        # Another stream than the GP's own random startup sampler (seeded ``seed``), which is
+        # what proposed the duplicate in the first place.
+        self._random = optuna.samplers.RandomSampler(seed=None if seed is None else seed + 7919)
+        self._plans: dict[int, dict[str, Any]] = {}
+
+    def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
+        return {}  # the GP's relative sampling runs in before_trial (see _propose)
+
+    def sample_relative(self, study: Any, trial: Any, search_space: Any) -> dict[str, Any]:
+        return {}
+
+    def before_trial(self, study: Any, trial: Any) -> None:
+        from staytuned.search.storage import enqueue_lock
+
+        self._gp.before_trial(study, trial)
+        if "fixed_params" in trial.system_attrs or trial.params:
+            return  # enqueued or retried: its params are already decided
+        if self._lock_url is None:
+            self._plan(study, trial)
+            return
+        with enqueue_lock(self._lock_url, f"{study.study_name}:gp-plan"):
+            self._plan(study, trial)
+
+    def _plan(self, study: Any, trial: Any) -> None:
+        taken = _taken_configs(study, trial.number)
+        plan = self._propose(study, trial, use_gp=True)
+        if any(_same_config(plan, t) for t in taken):
+            plan = self._untaken(study, trial, taken) or plan  # all taken: a repeat is unavoidable
+        self._plans[trial.number] = plan
+        study._storage.set_trial_system_attr(trial._trial_id, PLAN_ATTR, plan)
+
+    def _propose(self, study: Any, trial: Any, *, use_gp: bool) -> dict[str, Any]:
+        """A whole config, in the space's order so conditions resolve: with ``use_gp`` the GP's
+        relative proposal and its independent draws for the rest (startup trials, conditional
+        params); else random draws."""
+        relative: dict[str, Any] = {}
+        independent = self._gp.sample_independent if use_gp else self._random.sample_independent
+        if use_gp:
+            search_space = self._gp.infer_relative_search_space(study, trial)
+            if search_space:
+                relative = self._gp.sample_relative(study, trial, search_space)
+        ctx = _ctx(self._space, self._context)
+        config: dict[str, Any] = {}
+        for p in self._space.params:
+            if not p.active(ctx):
+                continue
+            value = relative[p.name] if p.name in relative else independent(
+                study, trial, p.name, p.distribution())
+            ctx[p.name] = config[p.name] = value.item() if isinstance(value, np.generic) else value
+        return config
+
+    def _untaken(self, study: Any, trial: Any, taken: list[dict[str, Any]]) -> dict[str, Any] | None:
+        if not any(p.continuous for p in self._space.params):
+            free = [c for c in (self._space.params_of(g, self._context)
+                                for g in self._space.grid(self._context))
+                    if c is not None and not any(_same_config(c, t) for t in taken)]
+            return free[int(self._rng.integers(len(free)))] if free else None
+        for _ in range(100):  # continuous draws repeat a taken config with probability ~0
+            config = self._propose(study, trial, use_gp=False)
+            if not any(_same_config(config, t) for t in taken):
+                return config
+        return None
+
+    def sample_independent(self, study: Any, trial: Any, name: str, dist: Any) -> Any:
+        plan = self._plans.get(trial.number) or trial.system_attrs.get(PLAN_ATTR) or {}
+        if name in plan:
+            try:
+                if dist._contains(dist.to_internal_repr(plan[name])):
+                    return plan[name]
+            except (ValueError, TypeError):
+                pass
+        return self._gp.sample_independent(study, trial, name, dist)
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Sequence[float] | None) -> None:
+        self._plans.pop(trial.number, None)
+        self._gp.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._gp.reseed_rng()
+        self._random.reseed_rng()
+
+
+def _taken_configs(study: Any, number: int) -> list[dict[str, Any]]:
+    """Configs of the other trials that are running (planned or enqueued ones included) or
+    finished: repeating one wastes a trial (training runs are seeded, so deterministic)."""
+    from optuna.trial import TrialState
+
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE,
+                                                      TrialState.PRUNED, TrialState.FAIL)):
+        if t.number == number:
+            continue
+        config = {**t.system_attrs.get("fixed_params", {}), **(t.system_attrs.get(PLAN_ATTR) or {}),
+                  **t.params}
+        if config:
+            out.append(config)
+    return out
+
+
+def _same_config(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    return bool(a) and set(a) == set(b) and all(_close(a[k], b[k]) for k in a)
 
 
 def _close(a: Any, b: Any) -> bool:

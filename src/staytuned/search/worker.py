@@ -2,7 +2,7 @@
 
 Each process runs :func:`staytuned.search.study.run_worker` (tune) or
 :func:`staytuned.search.study.run_grid_worker` (grid) on the same picklable spec; the storage does
-the coordination (enqueued trials are claimed atomically, TPE uses constant liar). Processes are
+the coordination (enqueued trials are claimed atomically, TPE uses constant liar, GP plans each config under the storage lock). Processes are
 started with ``spawn`` (no forked torch/SQLite state) and die with their parent on Linux, so a
 killed ``staytuned tune`` leaves no orphan writing to the storage.
 """
