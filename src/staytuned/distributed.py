@@ -226,7 +226,6 @@ class _Run:
         if runtime_env:
             options["runtime_env"] = dict(runtime_env)
         self.remote = ray.remote(_worker_main).options(**options)
-        self.spec_ref = ray.put(spec)
         self.total = _total(spec)
         self.reports: list[TaskReport] = []
         self.failures: list[str] = []
@@ -264,8 +263,13 @@ class _Run:
         if self._failed_since_progress >= max(1, self.workers) * MAX_WORKER_FAILURES_PER_SLOT:
             raise StaytunedError(f"{self._failed_since_progress} Ray workers failed in a row "
                                  f"without a trial finishing; last: {self.failures[-1]}")
+        from staytuned.search.worker import for_worker
+
+        # Every task (replacements too) samples with its own seed, as local workers do:
+        # identical seeds would hand every worker the same random (startup) configs.
+        index = self.tasks_started
         self.tasks_started += 1
-        return self.remote.remote(self.spec_ref)
+        return self.remote.remote(for_worker(self.spec, index))
 
     def _collect(self, ref: Any) -> None:
         from ray.exceptions import RayTaskError

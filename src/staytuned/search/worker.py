@@ -52,7 +52,7 @@ def _entry(target: Callable[..., int], spec: Any, queue: Any, verbose: bool) -> 
         queue.put(("crash", f"{type(exc).__name__}: {exc}"))
 
 
-def _for_worker(spec: Any, index: int) -> Any:
+def for_worker(spec: Any, index: int) -> Any:
     """Worker i samples with seed + i: identical seeds would make every worker's random
     (startup) trials the same configs. The trials' own seed (settings.seed) is unchanged."""
     if index and dataclasses.is_dataclass(spec) and hasattr(spec, "seed"):
@@ -70,7 +70,7 @@ def run_processes(target: Callable[..., int], spec: Any, workers: int,
         return [target(spec)]
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_entry, args=(target, _for_worker(spec, i), queue, verbose),
+    procs = [ctx.Process(target=_entry, args=(target, for_worker(spec, i), queue, verbose),
                          daemon=True) for i in range(workers)]
     for p in procs:
         p.start()
