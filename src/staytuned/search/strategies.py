@@ -213,7 +213,67 @@ def cbs_queue(offline: OfflineSource, space: SearchSpace, context: Mapping[str, 
 # The adaptive sampler
 
 
-class CBSAdaptiveSampler(optuna.samplers.BaseSampler):
+class _PlanningSampler(optuna.samplers.BaseSampler):
+    """Base of samplers that decide a trial's whole config in ``before_trial``.
+
+    Why: a plan stored on the trial (system attr ``PLAN_ATTR``) is visible to every worker, so
+    concurrent workers, planning one at a time under the storage lock, never pick a config that
+    another worker is running. Subclasses implement ``_plan`` (return a config, or None to let
+    ``inner`` sample); everything a plan does not fix is sampled by ``inner``.
+    """
+
+    def __init__(self, inner: Any, *, lock_url: str | None, lock_name: str) -> None:
+        self._inner = inner
+        self._lock_url = lock_url
+        self._lock_name = lock_name
+        self._plans: dict[int, dict[str, Any]] = {}
+
+    def _plan(self, study: Any, trial: Any) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
+        return {}  # whole configs are planned in before_trial
+
+    def sample_relative(self, study: Any, trial: Any, search_space: Any) -> dict[str, Any]:
+        return {}
+
+    def before_trial(self, study: Any, trial: Any) -> None:
+        from staytuned.search.storage import enqueue_lock
+
+        self._inner.before_trial(study, trial)
+        if "fixed_params" in trial.system_attrs or trial.params:
+            return  # enqueued or retried: its params are already decided
+        if self._lock_url is None:
+            self._store(study, trial, self._plan(study, trial))
+            return
+        with enqueue_lock(self._lock_url, f"{study.study_name}:{self._lock_name}"):
+            self._store(study, trial, self._plan(study, trial))
+
+    def _store(self, study: Any, trial: Any, plan: dict[str, Any] | None) -> None:
+        if plan is None:
+            return
+        self._plans[trial.number] = plan
+        study._storage.set_trial_system_attr(trial._trial_id, PLAN_ATTR, plan)
+
+    def sample_independent(self, study: Any, trial: Any, name: str, dist: Any) -> Any:
+        plan = self._plans.get(trial.number) or trial.system_attrs.get(PLAN_ATTR) or {}
+        if name in plan:
+            try:
+                if dist._contains(dist.to_internal_repr(plan[name])):
+                    return plan[name]
+            except (ValueError, TypeError):
+                pass
+        return self._inner.sample_independent(study, trial, name, dist)
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Sequence[float] | None) -> None:
+        self._plans.pop(trial.number, None)
+        self._inner.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._inner.reseed_rng()
+
+
+class CBSAdaptiveSampler(_PlanningSampler):
     """Optuna sampler: chooses whole configs with :func:`staytuned.search.adaptive.next_config`.
 
     The candidates are the offline table's configs that fit the space. The plan of a trial is
@@ -224,10 +284,10 @@ class CBSAdaptiveSampler(optuna.samplers.BaseSampler):
     def __init__(self, space: SearchSpace, matrix: Any, *, context: Mapping[str, Any] | None = None,
                  fallback: Any = None, settings: AdaptiveSettings = AdaptiveSettings(),
                  lock_url: str | None = None) -> None:
-        self._lock_url = lock_url
+        super().__init__(fallback or optuna.samplers.TPESampler(n_startup_trials=1),
+                         lock_url=lock_url, lock_name="cbs-adaptive-plan")
         self._space = space
         self._context = dict(context or {})
-        self._fallback = fallback or optuna.samplers.TPESampler(n_startup_trials=1)
         self._settings = settings
         rows, params = [], []
         for i, hps in enumerate(matrix.hps):
@@ -241,28 +301,8 @@ class CBSAdaptiveSampler(optuna.samplers.BaseSampler):
         self._norm = np.asarray(matrix.normalized)[rows]
         self._covers = np.asarray(matrix.covers(settings.tol))[rows]
         self._params = params
-        self._plans: dict[int, dict[str, Any]] = {}
 
-    def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
-        return {}
-
-    def sample_relative(self, study: Any, trial: Any, search_space: Any) -> dict[str, Any]:
-        return {}
-
-    def before_trial(self, study: Any, trial: Any) -> None:
-        from staytuned.search.storage import enqueue_lock
-
-        self._fallback.before_trial(study, trial)
-        if "fixed_params" in trial.system_attrs or trial.params:
-            return  # enqueued or retried: its params are already decided
-        if self._lock_url is None:
-            self._plan(study, trial)
-            return
-        # Concurrent workers plan one at a time, so each sees the others' planned configs.
-        with enqueue_lock(self._lock_url, f"{study.study_name}:cbs-adaptive-plan"):
-            self._plan(study, trial)
-
-    def _plan(self, study: Any, trial: Any) -> None:
+    def _plan(self, study: Any, trial: Any) -> dict[str, Any] | None:
         from optuna.trial import TrialState
         tried, observed = [], []
         sign = 1.0 if study.direction.name == "MAXIMIZE" else -1.0
@@ -281,32 +321,13 @@ class CBSAdaptiveSampler(optuna.samplers.BaseSampler):
                                                        else np.nan))
         untried = [i for i in range(len(self._params)) if i not in set(tried)]
         if not untried:
-            return
+            return None  # every candidate tried: the fallback (TPE) samples
         obs = np.array(observed, dtype=float)
         finite = np.isfinite(obs)
         if (~finite).any() and finite.any():  # failures rank below every success
             obs = np.where(np.isneginf(obs), np.nanmin(np.where(finite, obs, np.nan)) - 1.0, obs)
         row = next_config(self._norm, tried, obs.tolist(), untried, self._settings, self._covers)
-        plan = self._params[row]
-        self._plans[trial.number] = plan
-        study._storage.set_trial_system_attr(trial._trial_id, PLAN_ATTR, plan)
-
-    def sample_independent(self, study: Any, trial: Any, name: str, dist: Any) -> Any:
-        plan = self._plans.get(trial.number) or trial.system_attrs.get(PLAN_ATTR) or {}
-        if name in plan:
-            try:
-                if dist._contains(dist.to_internal_repr(plan[name])):
-                    return plan[name]
-            except (ValueError, TypeError):
-                pass
-        return self._fallback.sample_independent(study, trial, name, dist)
-
-    def after_trial(self, study: Any, trial: Any, state: Any, values: Sequence[float] | None) -> None:
-        self._plans.pop(trial.number, None)
-        self._fallback.after_trial(study, trial, state, values)
-
-    def reseed_rng(self) -> None:
-        self._fallback.reseed_rng()
+        return self._params[row]
 
     def _row_of(self, params: Mapping[str, Any]) -> int | None:
         for i, cand in enumerate(self._params):
@@ -319,7 +340,7 @@ class CBSAdaptiveSampler(optuna.samplers.BaseSampler):
 # GP without duplicates
 
 
-class DistinctGPSampler(optuna.samplers.BaseSampler):
+class DistinctGPSampler(_PlanningSampler):
     """Optuna's GPSampler that never hands a running or already tried config to a new trial.
 
     Why: TPE has ``constant_liar``; GPSampler has none. Its q-batch acquisition does account for
@@ -335,41 +356,21 @@ class DistinctGPSampler(optuna.samplers.BaseSampler):
 
     def __init__(self, gp: Any, space: SearchSpace, *, context: Mapping[str, Any] | None = None,
                  seed: int | None = None, lock_url: str | None = None) -> None:
+        super().__init__(gp, lock_url=lock_url, lock_name="gp-plan")
         self._gp = gp
         self._space = space
         self._context = dict(context or {})
-        self._lock_url = lock_url
         self._rng = np.random.default_rng(seed)
         # Another stream than the GP's own random startup sampler (seeded ``seed``), which is
         # what proposed the duplicate in the first place.
         self._random = optuna.samplers.RandomSampler(seed=None if seed is None else seed + 7919)
-        self._plans: dict[int, dict[str, Any]] = {}
 
-    def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
-        return {}  # the GP's relative sampling runs in before_trial (see _propose)
-
-    def sample_relative(self, study: Any, trial: Any, search_space: Any) -> dict[str, Any]:
-        return {}
-
-    def before_trial(self, study: Any, trial: Any) -> None:
-        from staytuned.search.storage import enqueue_lock
-
-        self._gp.before_trial(study, trial)
-        if "fixed_params" in trial.system_attrs or trial.params:
-            return  # enqueued or retried: its params are already decided
-        if self._lock_url is None:
-            self._plan(study, trial)
-            return
-        with enqueue_lock(self._lock_url, f"{study.study_name}:gp-plan"):
-            self._plan(study, trial)
-
-    def _plan(self, study: Any, trial: Any) -> None:
+    def _plan(self, study: Any, trial: Any) -> dict[str, Any] | None:
         taken = _taken_configs(study, trial.number)
-        plan = self._propose(study, trial, use_gp=True)
+        plan = self._propose(study, trial, use_gp=True)  # the GP's relative sampling runs here
         if any(_same_config(plan, t) for t in taken):
             plan = self._untaken(study, trial, taken) or plan  # all taken: a repeat is unavoidable
-        self._plans[trial.number] = plan
-        study._storage.set_trial_system_attr(trial._trial_id, PLAN_ATTR, plan)
+        return plan
 
     def _propose(self, study: Any, trial: Any, *, use_gp: bool) -> dict[str, Any]:
         """A whole config, in the space's order so conditions resolve: with ``use_gp`` the GP's
@@ -403,22 +404,8 @@ class DistinctGPSampler(optuna.samplers.BaseSampler):
                 return config
         return None
 
-    def sample_independent(self, study: Any, trial: Any, name: str, dist: Any) -> Any:
-        plan = self._plans.get(trial.number) or trial.system_attrs.get(PLAN_ATTR) or {}
-        if name in plan:
-            try:
-                if dist._contains(dist.to_internal_repr(plan[name])):
-                    return plan[name]
-            except (ValueError, TypeError):
-                pass
-        return self._gp.sample_independent(study, trial, name, dist)
-
-    def after_trial(self, study: Any, trial: Any, state: Any, values: Sequence[float] | None) -> None:
-        self._plans.pop(trial.number, None)
-        self._gp.after_trial(study, trial, state, values)
-
     def reseed_rng(self) -> None:
-        self._gp.reseed_rng()
+        super().reseed_rng()
         self._random.reseed_rng()
 
 
