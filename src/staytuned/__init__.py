@@ -6,8 +6,7 @@ path of the CLI) never pulls in torch, transformers or ray.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from staytuned._lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -31,12 +30,4 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'staytuned' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_attributes('staytuned', _LAZY, globals())

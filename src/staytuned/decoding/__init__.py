@@ -6,8 +6,7 @@ DecodingConfig`` never imports torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from staytuned._lazy import lazy_attributes
 
 _LAZY: dict[str, str] = {
     "DecodingConfig": "staytuned.decoding.config",
@@ -33,12 +32,4 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'staytuned.decoding' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_attributes('staytuned.decoding', _LAZY, globals())

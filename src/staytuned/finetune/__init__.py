@@ -6,8 +6,7 @@ Names are imported lazily so that ``import staytuned.finetune`` (and the light m
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from staytuned._lazy import lazy_attributes
 
 _LAZY: dict[str, str] = {
     "run_trial": "staytuned.finetune.trial",
@@ -20,12 +19,4 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'staytuned.finetune' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_attributes('staytuned.finetune', _LAZY, globals())
