@@ -21,6 +21,16 @@ A space file looks like::
   earlier one, a fixed value, or a cell axis such as ``method``/``model``) has one of the values.
 * ``model`` may itself be a categorical parameter (the base model as a hyperparameter).
 
+Two top-level keys shape the grid (samplers other than grid are unaffected):
+
+* ``zip: [[lora_r, lora_alpha]]``: the listed params step through their ``values`` together
+  (r=8 with alpha=16, r=32 with alpha=64) instead of forming a product.
+* ``half_fraction: [lr_scheduler, batch_size, epochs, lora_r]``: keep half of the combinations
+  of these two-level params, those whose level indices sum to an even number. This is the
+  textbook 2^(k-1) fractional design (defining relation I = AB...K, resolution k): every level
+  of every param, and for k >= 3 every pair of levels of any two params, appears equally often.
+  A param that is inactive in a config (its ``when`` fails) counts as level 0.
+
 This module is light: only yaml and Optuna's distributions, no torch.
 """
 
@@ -159,6 +169,8 @@ class SearchSpace:
     kind: str = "train"
     source: str = "<memory>"
     description: str = ""
+    zip: tuple[tuple[str, ...], ...] = ()
+    half_fraction: tuple[str, ...] = ()
 
     @property
     def names(self) -> list[str]:
@@ -184,26 +196,41 @@ class SearchSpace:
     def grid(self, context: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Every distinct config of the grid (inactive conditional params left out)."""
         base = {**(context or {}), **self.fixed}
+        partners = {name: group for group in self.zip for name in group}
         configs: list[dict[str, Any]] = []
         seen: set[str] = set()
 
-        def expand(i: int, ctx: dict[str, Any], config: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        def expand(i: int, ctx: dict[str, Any], config: dict[str, Any],
+                   levels: dict[str, int]) -> Iterator[tuple[dict[str, Any], dict[str, int]]]:
             if i == len(self.params):
-                yield dict(config)
+                yield dict(config), levels
                 return
             p = self.params[i]
-            if not p.active(ctx):
-                yield from expand(i + 1, ctx, config)
+            if not p.active(ctx) or p.name in ctx and p.name in partners:  # inactive, or zipped
+                yield from expand(i + 1, ctx, config, levels)
                 return
-            for v in p.grid_values():
-                yield from expand(i + 1, {**ctx, p.name: v}, {**config, p.name: v})
+            group = [self.param(n) for n in partners.get(p.name, (p.name,))]
+            for level in range(len(p.grid_values())):
+                values = {q.name: q.grid_values()[level] for q in group}
+                yield from expand(i + 1, {**ctx, **values}, {**config, **values},
+                                  {**levels, p.name: level})
 
-        for cfg in expand(0, dict(base), dict(self.fixed)):
+        for cfg, levels in expand(0, dict(base), dict(self.fixed), {}):
+            if self.half_fraction and sum(levels.get(self._lead(n), 0)
+                                          for n in self.half_fraction) % 2:
+                continue
             key = json.dumps({k: _canon(v) for k, v in cfg.items()}, sort_keys=True)
             if key not in seen:
                 seen.add(key)
                 configs.append(cfg)
         return configs
+
+    def _lead(self, name: str) -> str:
+        """The param that carries a zip group's level (its first member in param order)."""
+        for group in self.zip:
+            if name in group:
+                return min(group, key=self.names.index)
+        return name
 
     def params_of(self, config: Mapping[str, Any], context: Mapping[str, Any] | None = None
                   ) -> dict[str, Any] | None:
@@ -241,6 +268,8 @@ class SearchSpace:
         return {
             "name": self.name, "kind": self.kind, "source": self.source,
             "params": {p.name: _param_dict(p) for p in self.params}, "fixed": dict(self.fixed),
+            **({"zip": [list(g) for g in self.zip]} if self.zip else {}),
+            **({"half_fraction": list(self.half_fraction)} if self.half_fraction else {}),
         }
 
 
@@ -287,10 +316,11 @@ def parse_space(data: Any, *, source: str = "<memory>") -> SearchSpace:
     if not isinstance(data, Mapping):
         raise InputError("a space must be a mapping with 'params'", file=source,
                          value=type(data).__name__)
-    unknown_top = set(data) - {"name", "kind", "params", "fixed", "description"}
+    unknown_top = set(data) - {"name", "kind", "params", "fixed", "description", "zip",
+                               "half_fraction"}
     if unknown_top:
         raise InputError("unknown top-level key", file=source, field=sorted(unknown_top)[0],
-                         expected="name, kind, description, params, fixed")
+                         expected="name, kind, description, params, fixed, zip, half_fraction")
     kind = str(data.get("kind", "train"))
     if kind not in KINDS:
         raise InputError("unknown space kind", file=source, field="kind", value=kind,
@@ -322,9 +352,70 @@ def parse_space(data: Any, *, source: str = "<memory>") -> SearchSpace:
         known.add(name)
     if not params and not fixed:
         raise InputError("the space has no parameters", file=source, field="params")
+    by_name = {p.name: p for p in params}
+    zip_groups = _parse_zip(data.get("zip"), by_name, source)
+    half = _parse_half_fraction(data.get("half_fraction"), by_name, zip_groups, source)
     return SearchSpace(name=str(data.get("name", Path(source).stem)), params=tuple(params),
                        fixed=fixed, kind=kind, source=source,
-                       description=str(data.get("description", "")))
+                       description=str(data.get("description", "")), zip=zip_groups,
+                       half_fraction=half)
+
+
+def _parse_zip(raw: Any, params: Mapping[str, Param], source: str) -> tuple[tuple[str, ...], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(g, list) for g in raw):
+        raise InputError("'zip' must be a list of lists of parameter names", file=source,
+                         field="zip", value=raw, expected="e.g. [[lora_r, lora_alpha]]")
+    groups: list[tuple[str, ...]] = []
+    used: set[str] = set()
+    for g in raw:
+        if len(g) < 2:
+            raise InputError("a zip group needs at least two parameters", file=source,
+                             field="zip", value=g)
+        for name in g:
+            if name not in params:
+                raise InputError("zip names a parameter that is not searched", file=source,
+                                 field="zip", value=name, expected="one of " + ", ".join(params))
+            if name in used:
+                raise InputError("parameter in two zip groups", file=source, field="zip",
+                                 value=name)
+            used.add(name)
+        sizes = {len(params[n].grid_values()) for n in g}
+        if len(sizes) > 1:
+            raise InputError("zipped parameters need the same number of grid values",
+                             file=source, field="zip", value=g,
+                             expected=f"equal lengths, got {sorted(sizes)}")
+        if len({params[n].when for n in g}) > 1:
+            raise InputError("zipped parameters need the same 'when' condition", file=source,
+                             field="zip", value=g)
+        groups.append(tuple(g))
+    return tuple(groups)
+
+
+def _parse_half_fraction(raw: Any, params: Mapping[str, Param],
+                         zip_groups: tuple[tuple[str, ...], ...], source: str) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or len(raw) < 2:
+        raise InputError("'half_fraction' must list at least two two-level parameters",
+                         file=source, field="half_fraction", value=raw)
+    leads: set[frozenset[str]] = set()
+    for name in raw:
+        if name not in params:
+            raise InputError("half_fraction names a parameter that is not searched", file=source,
+                             field="half_fraction", value=name,
+                             expected="one of " + ", ".join(params))
+        n_values = len(params[name].grid_values())
+        if n_values != 2:
+            raise InputError("half_fraction parameters need exactly two grid values",
+                             file=source, field=f"{name}.values", value=n_values, expected="2")
+        group = frozenset(next((g for g in zip_groups if name in g), (name,)))
+        if group in leads:
+            raise InputError("half_fraction lists one zip group twice", file=source,
+                             field="half_fraction", value=name)
+        leads.add(group)
+    return tuple(raw)
 
 
 def _parse_param(name: str, spec: Mapping[str, Any], hps: dict[str, tuple[type, Any]],

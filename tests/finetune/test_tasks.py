@@ -11,6 +11,7 @@ import pytest
 from staytuned.errors import InputError
 from staytuned.finetune.tasks import (
     CANONICAL_KEYS,
+    OPTIONAL_KEYS,
     Task,
     bundled_dir,
     bundled_manifest,
@@ -50,7 +51,8 @@ def test_every_bundled_task_loads_with_canonical_rows(name: str) -> None:
     keys = set(CANONICAL_KEYS[task.type])
     for split in ("train", "validation", "test"):
         rows = task.split(split)
-        assert rows and all(set(r) == keys for r in rows)
+        optional = set(OPTIONAL_KEYS.get(task.type, ()))
+        assert rows and all(keys <= set(r) <= keys | optional for r in rows)
     if task.type == "classification":
         assert len(task.labels) == manifest["n_labels"]
         # every label is present in every bundled split (stratified with >= 1 row per label)
@@ -66,8 +68,10 @@ def test_bundled_primary_metrics() -> None:
     }
 
 
-def test_bundled_squad_train_and_validation_share_no_context() -> None:
+def test_bundled_squad_train_and_validation_share_no_article() -> None:
     task = load_task("squad")
+    train_articles = {r["title"] for r in task.split("train")}
+    assert len(train_articles) == 14 and not train_articles & {r["title"] for r in task.split("validation")}
     train = {r["context"] for r in task.split("train")}
     val = {r["context"] for r in task.split("validation")}
     test = {r["context"] for r in task.split("test")}
@@ -142,6 +146,17 @@ def test_shared_squad_gets_a_train_split_carved_by_context(shared_dir: Path) -> 
     assert "train carved from validation" in task.notes[0]
     again = load_task(shared_dir / "datasets" / "squad_v1_1")
     assert again.split("train") == train  # fixed seed
+
+
+def test_qa_rows_with_titles_are_carved_by_article(tmp_path: Path) -> None:
+    rows = [{"title": f"a{i % 5}", "context": f"paragraph {i}", "question": "q?", "answers": ["p"]}
+            for i in range(40)]
+    (tmp_path / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "test.jsonl").write_text(json.dumps({k: v for k, v in rows[0].items() if k != "title"}) + "\n")
+    task = load_task(tmp_path, seed=3)
+    train, val = task.split("train"), task.split("validation")
+    assert train and val and not {r["title"] for r in train} & {r["title"] for r in val}
+    assert "grouped by article (title)" in task.notes[0]
 
 
 @pytest.mark.shared

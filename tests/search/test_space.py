@@ -104,3 +104,78 @@ def test_params_of_maps_external_configs():
     assert sp.params_of({"learning_rate": 0.5, "lr_scheduler": "linear", "lora_r": 16}, ctx) is None
     assert sp.params_of({"learning_rate": 1e-3, "lr_scheduler": "linear", "lora_r": 16,
                          "batch_size": 32}, ctx) is None  # contradicts a fixed value
+
+
+def _two_level(names: list[str]) -> dict:
+    params = {n: {"type": "categorical", "choices": v} for n, v in {
+        "lr_scheduler": ["linear", "cosine"], "optimizer": ["adamw", "sgd"]}.items() if n in names}
+    params.update({n: {"type": "int", "values": v} for n, v in {
+        "batch_size": [8, 16], "lora_r": [8, 32], "lora_alpha": [16, 64]}.items() if n in names})
+    if "epochs" in names:
+        params["epochs"] = {"type": "float", "values": [1, 3]}
+    return params
+
+
+def test_zip_steps_params_together():
+    sp = parse_space({"params": {"learning_rate": {"type": "float", "values": [1e-4, 1e-3]},
+                                 **_two_level(["lora_r", "lora_alpha"])},
+                      "zip": [["lora_r", "lora_alpha"]]})
+    pairs = sorted((c["learning_rate"], c["lora_r"], c["lora_alpha"]) for c in sp.grid())
+    assert pairs == [(1e-4, 8, 16), (1e-4, 32, 64), (1e-3, 8, 16), (1e-3, 32, 64)]
+    data = {k: v for k, v in sp.to_dict().items() if k != "source"}
+    assert parse_space(data).grid() == sp.grid()  # round-trips
+
+
+def test_half_fraction_is_balanced():
+    from collections import Counter
+    from itertools import combinations
+
+    names = ["lr_scheduler", "batch_size", "epochs", "optimizer"]
+    sp = parse_space({"params": {"learning_rate": {"type": "float", "values": [1e-4, 3e-4, 1e-3]},
+                                 **_two_level(names)}, "half_fraction": names})
+    grid = sp.grid()
+    assert len(grid) == 3 * 2 ** 4 // 2
+    for a in names:  # every level equally often
+        assert set(Counter(c[a] for c in grid).values()) == {12}
+    for a, b in combinations(names, 2):  # every pair of levels equally often
+        assert set(Counter((c[a], c[b]) for c in grid).values()) == {6}
+    # the kept half is the even-parity one, and no config is kept twice
+    assert len({config_id(c) for c in grid}) == len(grid)
+    assert {"lr_scheduler": "linear", "batch_size": 8, "epochs": 1.0, "optimizer": "adamw",
+            "learning_rate": 1e-4} in grid
+
+
+def test_half_fraction_with_a_zip_group_counts_it_once():
+    names = ["lr_scheduler", "batch_size", "epochs", "lora_r", "lora_alpha"]
+    sp = parse_space({"params": _two_level(names), "zip": [["lora_r", "lora_alpha"]],
+                      "half_fraction": ["lr_scheduler", "batch_size", "epochs", "lora_alpha"]})
+    grid = sp.grid()
+    assert len(grid) == 8
+    assert {(c["lora_r"], c["lora_alpha"]) for c in grid} == {(8, 16), (32, 64)}
+
+
+def test_study_lora_space_has_24_balanced_configs():
+    from pathlib import Path
+
+    path = Path(__file__).parents[2] / "studies" / "smollm2" / "spaces" / "lora.yaml"
+    grid = load_space(str(path)).grid({"method": "lora"})
+    assert len(grid) == 24
+    assert {(c["lora_r"], c["lora_alpha"]) for c in grid} == {(8, 16), (32, 64)}
+
+
+@pytest.mark.parametrize("extra, field, expect", [
+    ({"zip": [["lora_r"]]}, "zip", "at least two"),
+    ({"zip": [["lora_r", "nope"]]}, "zip", "not searched"),
+    ({"zip": "lora_r"}, "zip", "list of lists"),
+    ({"zip": [["lora_r", "learning_rate"]]}, "zip", "same number of grid values"),
+    ({"half_fraction": ["lora_r", "learning_rate"]}, "learning_rate.values", "exactly two"),
+    ({"half_fraction": ["lora_r"]}, "half_fraction", "at least two"),
+    ({"zip": [["lora_r", "lora_alpha"]], "half_fraction": ["lora_r", "lora_alpha"]},
+     "half_fraction", "twice"),
+])
+def test_invalid_zip_and_fraction(extra, field, expect):
+    data = {"params": {"learning_rate": {"type": "float", "values": [1e-4, 3e-4, 1e-3]},
+                       **_two_level(["lora_r", "lora_alpha"])}, **extra}
+    with pytest.raises(InputError) as exc:
+        parse_space(data, source="my.yaml")
+    assert exc.value.field == field and expect in str(exc.value)

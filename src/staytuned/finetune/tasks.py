@@ -41,6 +41,10 @@ CANONICAL_KEYS: dict[str, tuple[str, ...]] = {
     "qa": ("context", "question", "answers"),
 }
 
+#: Optional keys kept when present: a qa row's ``title`` names its article, so carving a split
+#: keeps whole articles on one side (not only whole paragraphs).
+OPTIONAL_KEYS: dict[str, tuple[str, ...]] = {"qa": ("title",)}
+
 #: Primary metric per task type (all maximised). ROUGE-L (LCS-based F-measure, stemmed) is the
 #: primary summarization metric, the ROUGE-L style score used in the paper.
 PRIMARY_METRIC: dict[str, str] = {
@@ -440,7 +444,7 @@ def _resolve_columns(
     """Source-column -> canonical-key mapping: the user's mapping plus recognised aliases."""
     present = list(present)
     mapping = dict(columns or {})
-    known = sorted({k for keys in CANONICAL_KEYS.values() for k in keys})
+    known = sorted({k for keys in (*CANONICAL_KEYS.values(), *OPTIONAL_KEYS.values()) for k in keys})
     for src, key in mapping.items():
         if key not in known:
             raise InputError(
@@ -586,6 +590,10 @@ def _canonical_rows(
                     raise InputError(
                         "empty value", file=raw.origin, row=row_no, column=src, expected=f"a non-empty {key}"
                     )
+                canon[key] = str(value)
+        for key in OPTIONAL_KEYS.get(kind, ()):
+            value = r.get(by_key.get(key, key))
+            if value is not None and str(value).strip():
                 canon[key] = str(value)
         if canon.get("label", "") is None:
             unlabeled += 1
@@ -736,9 +744,10 @@ def load_task(
     - ``columns``: source column -> canonical key, e.g. ``{"sentence": "text"}``. Without it the
       canonical keys and a few common aliases (:data:`COLUMN_ALIASES`) are recognised.
     - Without a validation split, ``validation_fraction`` of train is carved with ``seed``
-      (stratified by label for classification; grouped by context for qa).
+      (stratified by label for classification; for qa grouped by article when every row has a
+      ``title``, else by context).
     - Without a train split but with validation and test (SQuAD dev style), ``train_fraction``
-      of validation becomes train the same way (grouped by context for qa, so no paragraph is
+      of validation becomes train the same way (grouped by article or context for qa, so no paragraph is
       in both).
     - ``labels``: the label names (fixes their order; maps integer labels to names).
     - ``template``: prompt template override, validated now.
@@ -778,6 +787,14 @@ def load_task(
     if not isinstance(name_or_path, str) or "/" in key or os.sep in key or key.endswith(DATA_SUFFIXES):
         raise InputError("no such file or folder", file=key, expected="an existing task file or folder")
     raise _unknown_name(key)
+
+
+_GROUPED = {"title": "grouped by article (title)", "context": "grouped by context"}
+
+
+def _qa_group(rows: Sequence[Row]) -> str:
+    """Carve qa rows by article when every row names one, else by paragraph (context)."""
+    return "title" if rows and all("title" in r for r in rows) else "context"
 
 
 def _looks_like_hub_id(key: str) -> bool:
@@ -853,21 +870,22 @@ def _build_task(
         if names is not None and labels is None and hf_names is None:
             hf_names = names
     assert kind is not None  # at least one split was read, or _canonical_rows raised
-    group = "context" if kind == "qa" else None
     strat = "label" if kind == "classification" else None
     if "train" not in splits and "validation" in splits and "test" in splits and train_fraction > 0:
+        group = _qa_group(splits["validation"]) if kind == "qa" else None
         rest, carved = split_off(splits["validation"], train_fraction, seed, stratify_by=strat, group_by=group)
         splits["validation"], splits["train"] = rest, carved
-        how = "grouped by context" if group else ("stratified by label" if strat else "uniformly")
+        how = _GROUPED[group] if group else ("stratified by label" if strat else "uniformly")
         notes.append(
             f"train carved from validation: {len(carved)} of {len(carved) + len(rest)} rows "
             f"({train_fraction:g}, {how}, seed {seed})"
         )
     if "validation" not in splits and "train" in splits and validation_fraction > 0:
+        group = _qa_group(splits["train"]) if kind == "qa" else None
         rest, carved = split_off(splits["train"], validation_fraction, seed, stratify_by=strat, group_by=group)
         if carved:
             splits["train"], splits["validation"] = rest, carved
-            how = "grouped by context" if group else ("stratified by label" if strat else "uniformly")
+            how = _GROUPED[group] if group else ("stratified by label" if strat else "uniformly")
             notes.append(
                 f"validation carved from train: {len(carved)} of {len(carved) + len(rest)} rows "
                 f"({validation_fraction:g}, {how}, seed {seed})"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing as mp
+import os
 import queue as queue_mod
 import signal
 import sys
@@ -40,8 +41,24 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
-def _entry(target: Callable[..., int], spec: Any, queue: Any, verbose: bool) -> None:
+def threads_per_worker(workers: int) -> int:
+    """CPU threads each of ``workers`` processes may use: oversubscribed torch threads on a
+    small machine run several times slower than one thread each."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+def _limit_threads(threads: int) -> None:
+    # Spawned children have not imported torch yet, so the environment still decides its pool.
+    # A value the user exported wins.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(threads))
+
+
+def _entry(target: Callable[..., int], spec: Any, queue: Any, verbose: bool,
+           threads: int | None = None) -> None:
     _die_with_parent()
+    if threads is not None:
+        _limit_threads(threads)
     if not verbose:
         _quiet()
     try:
@@ -70,7 +87,8 @@ def run_processes(target: Callable[..., int], spec: Any, workers: int,
         return [target(spec)]
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_entry, args=(target, for_worker(spec, i), queue, verbose),
+    threads = threads_per_worker(workers)
+    procs = [ctx.Process(target=_entry, args=(target, for_worker(spec, i), queue, verbose, threads),
                          daemon=True) for i in range(workers)]
     for p in procs:
         p.start()

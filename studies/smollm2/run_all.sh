@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Run (or resume) every stage of the study in order; a finished stage is a quick no-op.
+# Usage: studies/smollm2/run_all.sh [STAGE...]   (default: every stage)
+set -uo pipefail
+here="$(dirname "$0")"
+stages=("$@")
+[ ${#stages[@]} -gt 0 ] || stages=(full-100-cls lora-100-cls)
+for st in "${stages[@]}"; do
+  echo "== $(date -Is) stage $st"
+  "$here/run_chunk.sh" "$st" || { echo "stage $st stopped (exit $?)"; exit 1; }
+done
+echo "== $(date -Is) all stages done"
