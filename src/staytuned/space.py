@@ -30,6 +30,9 @@ Two top-level keys shape the grid (samplers other than grid are unaffected):
   textbook 2^(k-1) fractional design (defining relation I = AB...K, resolution k): every level
   of every param, and for k >= 3 every pair of levels of any two params, appears equally often.
   A param that is inactive in a config (its ``when`` fails) counts as level 0.
+* ``points: [{learning_rate: 3.0e-4, lr_scheduler: cosine, ...}, ...]``: the grid is exactly
+  these configs (each gives every searched param, inside its range), e.g. the top of a CBS
+  ranking re-run on bigger cells. Samplers still search the params' ranges.
 
 This module is light: only yaml and Optuna's distributions, no torch.
 """
@@ -171,6 +174,7 @@ class SearchSpace:
     description: str = ""
     zip: tuple[tuple[str, ...], ...] = ()
     half_fraction: tuple[str, ...] = ()
+    points: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def names(self) -> list[str]:
@@ -199,6 +203,8 @@ class SearchSpace:
         partners = {name: group for group in self.zip for name in group}
         configs: list[dict[str, Any]] = []
         seen: set[str] = set()
+        if self.points:
+            return self._point_configs(base)
 
         def expand(i: int, ctx: dict[str, Any], config: dict[str, Any],
                    levels: dict[str, int]) -> Iterator[tuple[dict[str, Any], dict[str, int]]]:
@@ -224,6 +230,23 @@ class SearchSpace:
                 seen.add(key)
                 configs.append(cfg)
         return configs
+
+    def _point_configs(self, base: Mapping[str, Any]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for i, point in enumerate(self.points):
+            ctx, config = dict(base), dict(self.fixed)
+            for p in self.params:
+                if not p.active(ctx):
+                    continue
+                if p.name not in point:
+                    raise InputError("point misses a parameter this cell needs", file=self.source,
+                                     field=f"points[{i}].{p.name}",
+                                     expected=f"a value ({p.name} is active when "
+                                              + ", ".join(f"{k} in {list(v)}" for k, v in p.when) + ")")
+                ctx[p.name] = config[p.name] = point[p.name]
+            if config not in out:
+                out.append(config)
+        return out
 
     def _lead(self, name: str) -> str:
         """The param that carries a zip group's level (its first member in param order)."""
@@ -270,6 +293,7 @@ class SearchSpace:
             "params": {p.name: _param_dict(p) for p in self.params}, "fixed": dict(self.fixed),
             **({"zip": [list(g) for g in self.zip]} if self.zip else {}),
             **({"half_fraction": list(self.half_fraction)} if self.half_fraction else {}),
+            **({"points": [dict(p) for p in self.points]} if self.points else {}),
         }
 
 
@@ -317,10 +341,11 @@ def parse_space(data: Any, *, source: str = "<memory>") -> SearchSpace:
         raise InputError("a space must be a mapping with 'params'", file=source,
                          value=type(data).__name__)
     unknown_top = set(data) - {"name", "kind", "params", "fixed", "description", "zip",
-                               "half_fraction"}
+                               "half_fraction", "points"}
     if unknown_top:
         raise InputError("unknown top-level key", file=source, field=sorted(unknown_top)[0],
-                         expected="name, kind, description, params, fixed, zip, half_fraction")
+                         expected="name, kind, description, params, fixed, zip, half_fraction, "
+                                  "points")
     kind = str(data.get("kind", "train"))
     if kind not in KINDS:
         raise InputError("unknown space kind", file=source, field="kind", value=kind,
@@ -355,10 +380,51 @@ def parse_space(data: Any, *, source: str = "<memory>") -> SearchSpace:
     by_name = {p.name: p for p in params}
     zip_groups = _parse_zip(data.get("zip"), by_name, source)
     half = _parse_half_fraction(data.get("half_fraction"), by_name, zip_groups, source)
+    points = _parse_points(data.get("points"), params, fixed, hps, source)
+    if points and (zip_groups or half):
+        raise InputError("'points' lists the grid itself: drop 'zip' and 'half_fraction'",
+                         file=source, field="points")
     return SearchSpace(name=str(data.get("name", Path(source).stem)), params=tuple(params),
                        fixed=fixed, kind=kind, source=source,
                        description=str(data.get("description", "")), zip=zip_groups,
-                       half_fraction=half)
+                       half_fraction=half, points=points)
+
+
+def _parse_points(raw: Any, params: list[Param], fixed: Mapping[str, Any],
+                  hps: dict[str, tuple[type, Any]], source: str) -> tuple[dict[str, Any], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not raw or not all(isinstance(p, Mapping) for p in raw):
+        raise InputError("'points' must be a non-empty list of configs (name -> value)",
+                         file=source, field="points", value=raw)
+    names = {p.name for p in params}
+    out = []
+    for i, point in enumerate(raw):
+        where = f"points[{i}]"
+        extra = set(point) - names
+        if extra:
+            raise InputError("point sets a parameter that is not searched", file=source,
+                             field=f"{where}.{sorted(extra)[0]}",
+                             expected="one of " + ", ".join(sorted(names)))
+        clean: dict[str, Any] = {}
+        for p in params:  # a param conditional on a cell axis may be absent (e.g. lora_r)
+            if p.name not in point:
+                axis_only = p.when and all(c in CELL_AXES for c, _ in p.when)
+                if axis_only or not p.active({**fixed, **clean}):
+                    continue
+                raise InputError("point misses a searched parameter", file=source,
+                                 field=f"{where}.{p.name}")
+            value = _check_value(p.name, point[p.name], hps, source)
+            if p.type == "int":
+                value = int(value)
+            if not p.contains(value):
+                raise InputError("point value outside the parameter's range", file=source,
+                                 field=f"{where}.{p.name}", value=value,
+                                 expected=", ".join(map(str, p.values)) if not p.continuous
+                                 else f"in [{p.low}, {p.high}]")
+            clean[p.name] = value
+        out.append(clean)
+    return tuple(out)
 
 
 def _parse_zip(raw: Any, params: Mapping[str, Param], source: str) -> tuple[tuple[str, ...], ...]:

@@ -36,6 +36,13 @@ def test_report_and_export_on_a_grid_storage(tmp_path, monkeypatch):
     assert page.count("loss is NaN (diverged)") == 8
     # the same runs through the canonical table (`staytuned results export`)
     run("results", "export", url, "-o", "res.csv")
+    import csv
+
+    with (tmp_path / "res.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert ok and all(json.loads(r["metrics"])["accuracy"] == float(r["score"]) for r in ok)
+    assert all(r["n_train"] == "10" and r["seed"] == "0" and json.loads(r["versions"]) for r in rows)
     info_csv = json.loads(run("report", "res.csv", "-o", "t.html", "--json", "-", "-q").stdout)
     assert info_csv["n_runs"] == info["n_runs"] == 24
     assert info_csv["sections"]["coverage"] == "shown" and info_csv["sections"]["failed"] == "shown"

@@ -179,3 +179,48 @@ def test_invalid_zip_and_fraction(extra, field, expect):
     with pytest.raises(InputError) as exc:
         parse_space(data, source="my.yaml")
     assert exc.value.field == field and expect in str(exc.value)
+
+
+def test_points_are_the_grid_and_keep_config_ids():
+    lora = load_space(str(__import__("pathlib").Path(__file__).parents[2]
+                          / "studies" / "smollm2" / "spaces" / "lora.yaml"))
+    chosen = lora.grid({"method": "lora"})[3:5]
+    data = {k: v for k, v in lora.to_dict().items() if k not in ("source", "zip", "half_fraction")}
+    data["points"] = [{k: v for k, v in c.items() if k not in lora.fixed} for c in chosen]
+    sp = parse_space(data)
+    assert sp.grid({"method": "lora"}) == chosen
+    assert [config_id(c) for c in sp.grid()] == [config_id(c) for c in chosen]
+
+
+def test_points_drop_params_inactive_in_the_cell():
+    sp = parse_space({"params": {
+        "learning_rate": {"type": "float", "low": 1e-6, "high": 1e-2, "log": True, "values": [1e-4]},
+        "lora_r": {"type": "int", "values": [8, 16], "when": {"method": "lora"}}},
+        "points": [{"learning_rate": 5e-4, "lora_r": 16}, {"learning_rate": 2e-5, "lora_r": 8}]})
+    assert sp.grid({"method": "lora"}) == [{"learning_rate": 5e-4, "lora_r": 16},
+                                           {"learning_rate": 2e-5, "lora_r": 8}]
+    assert sp.grid({"method": "full"}) == [{"learning_rate": 5e-4}, {"learning_rate": 2e-5}]
+    partial = parse_space({**{k: v for k, v in sp.to_dict().items() if k != "source"},
+                           "points": [{"learning_rate": 5e-4}]}, source="p.yaml")
+    assert partial.grid({"method": "full"}) == [{"learning_rate": 5e-4}]
+    with pytest.raises(InputError) as exc:
+        partial.grid({"method": "lora"})
+    assert exc.value.field == "points[0].lora_r" and exc.value.file == "p.yaml"
+
+
+@pytest.mark.parametrize("points, field, expect", [
+    ([{"learning_rate": 1.0}], "points[0].learning_rate", "outside"),
+    ([{"learning_rate": 1e-4, "lr_scheduler": "linear", "lora_r": 12}], "points[0].lora_r",
+     "outside"),
+    ([{"learning_rate": 1e-4, "epochs": 2}], "points[0].epochs", "not searched"),
+    ([{"lr_scheduler": "linear"}], "points[0].learning_rate", "misses"),
+    ("oops", "points", "non-empty list"),
+])
+def test_invalid_points(points, field, expect):
+    data = {"params": {
+        "learning_rate": {"type": "float", "low": 1e-6, "high": 1e-2, "log": True, "values": [1e-4]},
+        "lr_scheduler": {"type": "categorical", "choices": ["linear"]},
+        "lora_r": {"type": "int", "values": [8, 16], "when": {"method": "lora"}}}, "points": points}
+    with pytest.raises(InputError) as exc:
+        parse_space(data, source="my.yaml")
+    assert exc.value.field == field and expect in str(exc.value)

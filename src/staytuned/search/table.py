@@ -3,7 +3,8 @@
 One row per finished trial (complete, pruned, or failed by the trial itself; heartbeat-failed
 trials are left out since their retry is the real run): dataset, model, method, train_size,
 seed, config_id, hp_<name>..., metric, score, score_test, status, runtime_s, versions (JSON),
-plus study, trial_number and error (ignored by ``staytuned cbs``).
+plus metrics (JSON: every metric of the run), n_train, n_eval, train_tokens_per_s,
+peak_memory_mb, study, trial_number and error (ignored by ``staytuned cbs``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from staytuned.errors import InputError, StorageError
 
 FORMATS = (".csv", ".parquet", ".jsonl")
 CELL_COLUMNS = ("dataset", "model", "method", "train_size", "seed", "config_id")
-TAIL_COLUMNS = ("metric", "score", "score_test", "status", "runtime_s", "versions", "study",
+TAIL_COLUMNS = ("metric", "score", "score_test", "status", "runtime_s", "versions", "metrics",
+                "n_train", "n_eval", "train_tokens_per_s", "peak_memory_mb", "study",
                 "trial_number", "error")
 
 
@@ -63,6 +65,10 @@ def collect_rows(storage_url: str, studies: list[str] | None = None) -> list[dic
                 "metric": ua.get("metric"), "score": score, "score_test": ua.get("score_test"),
                 "status": status, "runtime_s": ua.get("runtime_s"),
                 "versions": json.dumps(ua.get("versions") or {}, sort_keys=True),
+                "metrics": json.dumps(ua.get("metrics") or {}, sort_keys=True),
+                "n_train": ua.get("n_train"), "n_eval": ua.get("n_eval"),
+                "train_tokens_per_s": ua.get("train_tokens_per_s"),
+                "peak_memory_mb": ua.get("peak_memory_mb"),
                 "study": name, "trial_number": t.number,
                 "error": (ua.get("error") or None) if status != "ok" else None,
             })
