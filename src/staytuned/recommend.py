@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from staytuned.errors import InputError
-from staytuned.results import ColumnSpec, ResultsTable, _loose, load_results, natural_key
+from staytuned.results import (
+    ColumnSpec,
+    ResultsTable,
+    _loose,
+    load_results,
+    natural_key,
+    nearest_size,
+)
 
 __all__ = [
     "Recommendation",
@@ -28,6 +35,7 @@ __all__ = [
     "recommend",
     "resolve_model",
     "shipped_recommendations",
+    "shipped_table",
 ]
 
 
@@ -124,6 +132,25 @@ def resolve_model(ref: str, extra: Sequence[str | Path] = ()) -> str | None:
     return None
 
 
+def shipped_table(model: str | None) -> Path | None:
+    """The results table shipped with a model's recommendations (``source.table`` of its preset
+    file, relative to that file), for strategies that need per-dataset scores; else None."""
+    import yaml
+
+    canon = resolve_model(model) if model else None
+    if canon is None:
+        return None
+    root = importlib.resources.files("staytuned") / "presets" / "recommendations"
+    for name, text in _preset_files():
+        doc = yaml.safe_load(text) or {}
+        table = (doc.get("source") or {}).get("table_file")
+        if table and canon in (doc.get("models") or {}):
+            path = Path(str(root / table))
+            if path.is_file():
+                return path
+    return None
+
+
 def shipped_recommendations(extra: Sequence[str | Path] = ()) -> list[Recommendation]:
     """Every shipped recommendation (plus those of ``extra`` YAML files)."""
     return _load_presets(extra)[1]
@@ -151,6 +178,9 @@ def recommend(
     """
     if k is not None and k < 1:
         raise InputError("k must be positive", field="k", value=k, expected="an integer >= 1")
+    if train_size is not None and int(train_size) < 1:
+        raise InputError("train size must be positive", field="train_size", value=train_size,
+                         expected="an integer >= 1")
     if table is None:
         return _from_shipped(model, method, train_size, k, extra)
     return _from_table(table, model, method, train_size, 3 if k is None else k, tol, abs_tol, columns, direction, agg)
@@ -174,16 +204,19 @@ def _from_shipped(model, method, train_size, k, extra) -> RecommendationSet:
         if not recs:
             raise InputError("no shipped recommendation for this method", field="method", value=method,
                              expected=f"one of {have}")
+    sizes = sorted({int(r.train_size) for r in recs if r.train_size is not None})
     if train_size is not None:
         exact = [r for r in recs if r.train_size is not None and int(r.train_size) == int(train_size)]
         if exact:
             recs = exact
-        else:
+        elif any(r.train_size is None for r in recs):
             recs = [r for r in recs if r.train_size is None]
-            if not recs:
-                raise InputError("no shipped recommendation for this train size", field="train_size",
-                                 value=train_size, expected="a train size listed by `staytuned recommend`")
             notes.append(f"no recommendation specific to train size {train_size}: showing the general ones")
+        else:  # the nearest measured size on a log scale (100 is nearer to 200 than 1000 is)
+            near = nearest_size(sizes, int(train_size))
+            recs = [r for r in recs if r.train_size is not None and int(r.train_size) == near]
+            notes.append(f"no recommendation for train size {train_size}: showing those of the "
+                         f"nearest measured size, {near}")
     if k is not None:
         recs = [r for r in recs if r.rank <= k]
     recs = sorted(recs, key=lambda r: (natural_key(r.model), str(r.method), r.train_size or 0, r.rank))

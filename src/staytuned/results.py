@@ -67,6 +67,14 @@ def natural_key(text: str) -> tuple:
     )
 
 
+def nearest_size(sizes: Sequence[int], want: int | None) -> int:
+    """The measured train size nearest ``want`` on a log scale (100 is nearer to 200 than 1000
+    is; ties go to the smaller); the largest for None (the whole train split)."""
+    if want is None:
+        return max(sizes)
+    return min(sizes, key=lambda s: (abs(math.log(s / int(want))), s))
+
+
 def infer_direction(metric: str | None) -> str:
     """``"min"`` for loss/perplexity/error-like metric names, else ``"max"``."""
     if metric and _LOWER_IS_BETTER.search(str(metric)):

@@ -63,3 +63,27 @@ def test_from_table_is_the_cbs_top_k() -> None:
     assert [r.config_id for r in got.recommendations] == ["c3", "c1"]
     assert got.recommendations[0].config == {"learning_rate": 3e-4}
     assert got.recommendations[1].coverage == pytest.approx(2 / 3)
+
+
+def _sized_presets(tmp_path) -> str:
+    import yaml
+
+    recs = [{"model": "tiny-x", "method": "lora", "train_size": size, "rank": r,
+             "config": {"method": "lora", "learning_rate": lr, "epochs": 1}}
+            for size, lrs in ((100, (1e-4, 3e-4)), (1000, (1e-3,))) for r, lr in enumerate(lrs, 1)]
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump({"models": {"tiny-x": {"aliases": ["org/Tiny-X"]}},
+                                    "recommendations": recs}))
+    return str(path)
+
+
+def test_shipped_train_size_falls_back_to_the_nearest_measured_size(tmp_path) -> None:
+    extra = [_sized_presets(tmp_path)]
+    exact = recommend(model="org/Tiny-X", method="lora", train_size=1000, extra=extra)
+    assert [r.config["learning_rate"] for r in exact.recommendations] == [1e-3] and not exact.notes
+    near = recommend(model="tiny-x", method="lora", train_size=200, extra=extra)
+    assert [r.train_size for r in near.recommendations] == [100, 100]
+    assert "nearest measured size, 100" in near.notes[0]
+    assert recommend(model="tiny-x", train_size=5000, extra=extra).recommendations[0].train_size == 1000
+    with pytest.raises(InputError, match="train size must be positive"):
+        recommend(model="tiny-x", train_size=0, extra=extra)

@@ -74,7 +74,12 @@ def shipped_offline(model: str | None, method: str | None, train_size: int | Non
         recs = recommend(model=model, method=method, train_size=train_size)
     except InputError:
         recs = recommend(method=method)  # another model's recommendations still rank configs
-    ranked = tuple(dict(r.config) for r in sorted(recs.recommendations, key=lambda r: r.rank))
+    chosen = list(recs.recommendations)
+    sizes = {r.train_size for r in chosen}
+    if train_size is None and len(sizes) > 1:  # the whole train split: the largest measured size
+        largest = max((s for s in sizes if s is not None), default=None)
+        chosen = [r for r in chosen if r.train_size == largest]
+    ranked = tuple(dict(r.config) for r in sorted(chosen, key=lambda r: r.rank))
     return OfflineSource(ranked=ranked, matrix=None, provenance="shipped recommendations")
 
 
@@ -107,8 +112,16 @@ def prepare_spec(spec: StudySpec, *, cbs_table: str | None = None) -> StudySpec:
             offline = offline_from_table(cbs_table, model=spec.model, method=ctx["method"],
                                          train_size=spec.settings.train_size)
         elif spec.strategy == "cbs-adaptive":
-            raise InputError("cbs-adaptive needs per-dataset scores from a results table",
-                             field="--cbs-table", expected="a results table (e.g. `results export`)")
+            from staytuned.recommend import resolve_model, shipped_table
+
+            table = shipped_table(spec.model)
+            if table is None:
+                raise InputError("cbs-adaptive needs per-dataset scores from a results table",
+                                 field="--cbs-table",
+                                 expected="a results table (e.g. `results export`); one ships "
+                                          "only for the models of our own studies (smollm2-135m)")
+            offline = offline_from_table(str(table), model=resolve_model(spec.model),
+                                         method=ctx["method"], train_size=spec.settings.train_size)
         else:
             offline = shipped_offline(spec.model, ctx["method"], spec.settings.train_size)
         spec = replace(spec, offline=offline)

@@ -136,13 +136,15 @@ def offline_from_table(path: str, *, model: str | None = None, method: str | Non
                        exclude_dataset: str | None = None, tol: float = 0.01) -> OfflineSource:
     """Rank a results table with CBS (the slice of this model/method/train size when it has one)."""
     from staytuned import cbs
-    from staytuned.results import load_results
+    from staytuned.results import load_results, nearest_size
 
     table = load_results(path, columns)
     kw: dict[str, Any] = {}
     for axis, want in (("model", model), ("method", method), ("train_size", train_size)):
         vals = table.values(axis)
-        if len(vals) > 1 and want is not None:
+        if len(vals) > 1 and axis == "train_size":
+            kw[axis] = nearest_size([int(v) for v in vals], want)
+        elif len(vals) > 1 and want is not None:
             if any(str(v) == str(want) for v in vals):
                 kw[axis] = want
             else:  # another model's grid still ranks configs; prefer our method though

@@ -1,0 +1,395 @@
+"""Analyse the SmolLM2 study with staytuned's own commands, then write its tables.
+
+    .venv/bin/python studies/smollm2/analyze.py
+
+1. ``staytuned results export`` turns grid.db into results.csv (every run: config, metrics,
+   seed, runtime, package versions).
+2. Per method and train size: ``staytuned cbs evaluate`` (leave-one-dataset-out best-of-top-k,
+   k = 1..5, against best-average, random and a tool's defaults) and ``staytuned recommend``
+   (top 5), written to analysis/.
+3. RESULTS.md: those curves, the same in raw points, LoRA vs full, train size 100 vs 1000,
+   seed-to-seed noise and per-HP effects; and the recommendations the package ships,
+   src/staytuned/presets/recommendations/smollm2_135m.yaml.
+
+Works on a partial grid too (tables say what is missing), so it can run after every chunk.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from staytuned.cbs import rank, tiebreak_order
+from staytuned.results import load_results
+from staytuned.space import config_id, load_space
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+ST = str(REPO / ".venv" / "bin" / "staytuned")
+TABLE = HERE / "results.csv"
+OUT = HERE / "analysis"
+PRESET = REPO / "src" / "staytuned" / "presets" / "recommendations" / "smollm2_135m.yaml"
+#: The slim copy of results.csv shipped beside the preset, for cbs-adaptive's per-dataset scores.
+PRESET_TABLE = PRESET.with_suffix(".csv")
+SHIPPED_COLUMNS = ("dataset", "model", "method", "train_size", "seed", "config_id", "metric", "score",
+                   "status")
+MODEL = "smollm2-135m"
+K = 5
+CLASSIFICATION = ["sst2", "trec", "tweeteval_emotion", "tweeteval_irony", "tweeteval_hate",
+                  "tweeteval_offensive"]
+DATASETS = [*CLASSIFICATION, "scitldr", "squad"]
+
+
+def defaults() -> dict[str, dict[str, str]]:
+    """method -> {label: config id} of the tool-default baselines (spaces/defaults-*.yaml)."""
+    out: dict[str, dict[str, str]] = {}
+    labels = {"lora": ["TRL+PEFT defaults", "LLaMA-Factory example"], "full": ["TRL defaults"]}
+    for method, names in labels.items():
+        grid = load_space(str(HERE / "spaces" / f"defaults-{method}.yaml")).grid({"method": method})
+        out[method] = {name: config_id(c) for name, c in zip(names, grid, strict=True)}
+    return out
+
+
+def st(*args: str) -> None:
+    subprocess.run([ST, *args, "-q"], check=True, cwd=REPO)
+
+
+def run_commands(slices: list[tuple[str, int]], base: dict[str, dict[str, str]]) -> None:
+    OUT.mkdir(exist_ok=True)
+    for method, size in slices:
+        tag = f"{method}-{size}"
+        for i, (label, cid) in enumerate(base[method].items()):
+            st("cbs", "evaluate", str(TABLE), "--model", MODEL, "--method", method,
+               "--train-size", str(size), "--k", str(K), "--default-config", cid,
+               "--json", str(OUT / f"evaluate-{tag}-default{i}.json"),
+               *(["--plot", str(OUT / f"evaluate-{tag}.png")] if i == 0 else []))
+        st("recommend", str(TABLE), "--model", MODEL, "--method", method, "--train-size", str(size),
+           "--k", str(K), "--yaml", str(OUT / f"recommend-{tag}.yaml"))
+
+
+# ------------------------------------------------------------------------------------------
+# tables
+
+
+def pts(x: float) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.1f}"
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def expected_best_of_random(values: np.ndarray, k: int) -> float:
+    """E[max of k configs drawn without replacement] (exact)."""
+    v = np.sort(values)
+    n = len(v)
+    k = min(k, n)
+    # P(max is the i-th smallest, 1-based) = C(i-1, k-1) / C(n, k)
+    probs = np.array([math.comb(i - 1, k - 1) for i in range(1, n + 1)], float) / math.comb(n, k)
+    return float((v * probs).sum())
+
+
+def loo_points(mx, base_ids: dict[str, str]) -> dict[str, list[float]]:
+    """Leave-one-dataset-out mean gap to the per-dataset best (in points), k = 1..K."""
+    scores = mx.scores * 100
+    gaps: dict[str, list[list[float]]] = defaultdict(list)
+    for j, d in enumerate(mx.datasets):
+        col = scores[:, j]
+        ok = ~np.isnan(col)
+        if ok.sum() < 2:
+            continue
+        best = np.nanmax(col)
+        rest = [x for x in mx.datasets if x != d]
+        sub = mx.subset(datasets=rest)
+        orders = {
+            "CBS": [mx.config_ids.index(c) for c in rank(sub).config_ids],
+            "best-average": [int(i) for i in tiebreak_order(np.nanmean(sub.normalized, axis=1),
+                                                            sub.natural_rank)],
+        }
+        for name, order in orders.items():
+            order = [i for i in order if ok[i]]
+            gaps[name].append([best - max(col[order[:k]]) for k in range(1, K + 1)])
+        gaps["random"].append([best - expected_best_of_random(col[ok], k) for k in range(1, K + 1)])
+        for label, cid in base_ids.items():
+            if cid in mx.config_ids and ok[mx.config_ids.index(cid)]:
+                gaps[label].append([best - col[mx.config_ids.index(cid)]] * K)
+    return {name: list(np.mean(np.array(v), axis=0)) for name, v in gaps.items()}
+
+
+def section_loo(table, slices, base) -> str:
+    out = ["### Leave-one-dataset-out: best of the top k configs on the held-out dataset\n",
+           "Each dataset in turn is held out; the configs are ranked on the other datasets and the "
+           "best of the top k is scored on the held-out one. **Points below the best config on "
+           "that dataset** (mean over held-out datasets; accuracy, ROUGE-L or F1 x 100; lower is "
+           "better), then the same in `staytuned cbs evaluate`'s normalized units "
+           "(1 = best config of the dataset, 0 = worst) with the share of datasets solved "
+           "(within 1% of the best).\n"]
+    for method, size in slices:
+        mx = table.slice(model=MODEL, method=method, train_size=size).score_matrix()
+        complete = int((~np.isnan(mx.scores)).all(axis=0).sum())
+        gaps = loo_points(mx, base[method])
+        rows = [[name, *[pts(g) for g in gaps[name]]] for name in gaps]
+        out.append(f"**{method}, train size {size}** ({len(mx.config_ids)} configs, "
+                   f"{len(mx.datasets)} datasets, {complete} with every config run)\n")
+        out.append(md_table(["points below best", *[f"k={k}" for k in range(1, K + 1)]], rows))
+        evals = sorted(OUT.glob(f"evaluate-{method}-{size}-default*.json"))
+        if evals:
+            rows = []
+            for i, path in enumerate(evals):
+                data = json.loads(path.read_text())
+                for name, c in data["methods"].items():
+                    if name == "oracle" or (i and name != "default"):
+                        continue
+                    label = list(base[method])[i] if name == "default" else name
+                    rows.append([label, *[f"{v:.3f} ({s:.0%})" for v, s in
+                                          zip(c["mean_best_of_k"], c["solved_fraction"], strict=True)]])
+            out.append("\n" + md_table(["normalized (solved)", *[f"k={k}" for k in range(1, K + 1)]], rows))
+        out.append("")
+    return "\n".join(out)
+
+
+def best_by_dataset(table, method, size, configs=None) -> dict[str, tuple[float, str]]:
+    try:
+        mx = table.slice(model=MODEL, method=method, train_size=size).score_matrix()
+    except Exception:  # slice not run yet
+        return {}
+    out = {}
+    for j, d in enumerate(mx.datasets):
+        col = mx.scores[:, j] * 100
+        idx = [i for i, c in enumerate(mx.config_ids) if (configs is None or c in configs) and not math.isnan(col[i])]
+        if idx:
+            i = max(idx, key=lambda i: col[i])
+            out[d] = (float(col[i]), mx.config_ids[i])
+    return out
+
+
+def score_of(table, method, size, cid) -> dict[str, float]:
+    try:
+        mx = table.slice(model=MODEL, method=method, train_size=size).score_matrix()
+    except Exception:
+        return {}
+    if cid not in mx.config_ids:
+        return {}
+    i = mx.config_ids.index(cid)
+    return {d: float(mx.scores[i, j] * 100) for j, d in enumerate(mx.datasets) if not math.isnan(mx.scores[i, j])}
+
+
+def section_methods(table, base) -> str:
+    lora, full = best_by_dataset(table, "lora", 100), best_by_dataset(table, "full", 100)
+    trl_lora = score_of(table, "lora", 100, base["lora"]["TRL+PEFT defaults"])
+    trl_full = score_of(table, "full", 100, base["full"]["TRL defaults"])
+    rows, wins = [], 0
+    for d in DATASETS:
+        if d not in lora and d not in full:
+            continue
+        a, b = lora.get(d, (math.nan, "")), full.get(d, (math.nan, ""))
+        wins += a[0] > b[0]
+        rows.append([d, pts(a[0]), pts(b[0]), pts(a[0] - b[0]), pts(trl_lora.get(d, math.nan)),
+                     pts(trl_full.get(d, math.nan))])
+    both = sum(1 for d in DATASETS if d in lora and d in full)
+    head = ("### LoRA vs full fine-tuning (train size 100, best config of each grid)\n\n"
+            f"LoRA's best config beats full fine-tuning's best on {wins} of {both} datasets.\n\n")
+    return head + md_table(["dataset", "LoRA best", "full best", "LoRA - full", "TRL+PEFT default (LoRA)",
+                            "TRL default (full)"], rows)
+
+
+def section_sizes(table) -> str:
+    rows = []
+    rhos = []
+    for method in ("lora", "full"):
+        big = best_by_dataset(table, method, 1000)
+        if not big:
+            continue
+        try:
+            mx1000 = table.slice(model=MODEL, method=method, train_size=1000).score_matrix()
+            mx100 = table.slice(model=MODEL, method=method, train_size=100).score_matrix()
+        except Exception:
+            continue
+        shared = [c for c in mx1000.config_ids if c in mx100.config_ids]
+        small = best_by_dataset(table, method, 100, configs=set(shared))
+        top100 = rank(mx100).config_ids[0]
+        for d in DATASETS:
+            if d not in big or d not in small:
+                continue
+            j1, j0 = mx1000.datasets.index(d), mx100.datasets.index(d)
+            a = np.array([mx100.scores[mx100.config_ids.index(c), j0] for c in shared])
+            b = np.array([mx1000.scores[mx1000.config_ids.index(c), j1] for c in shared])
+            ok = ~np.isnan(a) & ~np.isnan(b)
+            rho = _spearman(a[ok], b[ok]) if ok.sum() >= 3 else math.nan
+            rhos.append(rho)
+            top_at_1000 = (mx1000.scores[mx1000.config_ids.index(top100), j1] * 100
+                           if top100 in mx1000.config_ids else math.nan)
+            rows.append([method, d, pts(small[d][0]), pts(big[d][0]), pts(big[d][0] - small[d][0]),
+                         pts(big[d][0] - top_at_1000), "–" if math.isnan(rho) else f"{rho:+.2f}"])
+    if not rows:
+        return "### Train size 100 vs 1000\n\nNot run yet."
+    return ("### Train size 100 vs 1000 (the configs run at both sizes)\n\n"
+            "Best of those configs at each size; the gap between the best at 1000 and the CBS "
+            "top-1 of size 100 re-run at 1000; and the rank correlation (Spearman) of the "
+            "configs' scores between the two sizes.\n\n"
+            + md_table(["method", "dataset", "best @100", "best @1000", "gain", "top-1 of 100, gap @1000",
+                        "Spearman"], rows)
+            + (f"\n\nMedian Spearman over cells: {np.nanmedian(rhos):+.2f}." if rhos else ""))
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    if ra.std() == 0 or rb.std() == 0:
+        return math.nan
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def section_noise(table) -> str:
+    rows = []
+    for method in ("lora", "full"):
+        try:
+            sl = table.slice(model=MODEL, method=method, train_size=100)
+        except Exception:
+            continue
+        by_cell: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
+        for d, c, s, seed, ok in zip(sl.dataset.tolist(), sl.config.tolist(), sl.score.tolist(),
+                                     sl.seed.tolist(), (~sl.failed).tolist(), strict=True):
+            if ok and not math.isnan(s):
+                by_cell[(d, c)][int(seed)] = s * 100
+        diffs = [v[1] - v[0] for v in by_cell.values() if 0 in v and 1 in v]
+        if not diffs:
+            continue
+        # spread of configs within a dataset (seed 0), for scale
+        spread = []
+        for d in {d for d, _ in by_cell}:
+            vals = [v[0] for (dd, _), v in by_cell.items() if dd == d and 0 in v]
+            if len(vals) > 2:
+                spread.append(float(np.std(vals)))
+        diffs_a = np.abs(np.array(diffs))
+        rows.append([method, str(len(diffs)), pts(float(diffs_a.mean())), pts(float(diffs_a.max())),
+                     pts(float(np.std(diffs) / math.sqrt(2))), pts(float(np.mean(spread)))])
+    if not rows:
+        return "### Seed-to-seed noise\n\nNot run yet."
+    return ("### Seed-to-seed noise (train size 100)\n\n"
+            "Pairs of runs of the same config on the same dataset with seeds 0 and 1 (seed 1 "
+            "draws another training sample, example order, LoRA init and validation sample). "
+            "Per-run noise = sd of the difference / sqrt(2); for scale, the sd of the configs' "
+            "scores within a dataset.\n\n"
+            + md_table(["method", "pairs", "mean |diff|", "max |diff|", "per-run sd", "sd across configs"], rows))
+
+
+def section_hp_effects(table) -> str:
+    rows = []
+    for method in ("lora", "full"):
+        try:
+            mx = table.slice(model=MODEL, method=method, train_size=100).score_matrix()
+        except Exception:
+            continue
+        norm = mx.normalized
+        hp_names = sorted({k for h in mx.hps for k in h} - {"max_seq_length", "precision", "method"})
+        for hp in hp_names:
+            levels = defaultdict(list)
+            for i, h in enumerate(mx.hps):
+                if hp in h and not np.isnan(norm[i]).all():
+                    levels[h[hp]].append(float(np.nanmean(norm[i])))
+            if len(levels) < 2:
+                continue
+            text = ", ".join(f"{v:g}: {np.mean(s):.2f}" if isinstance(v, float) else f"{v}: {np.mean(s):.2f}"
+                             for v, s in sorted(levels.items(), key=lambda kv: str(kv[0])))
+            rows.append([method, hp, text])
+    return ("### Effect of each HP (train size 100)\n\nMean normalized score of the configs at each "
+            "level (all datasets; the defaults' levels included).\n\n"
+            + md_table(["method", "HP", "level: mean normalized score"], rows))
+
+
+def section_cost() -> str:
+    """Runs and CPU time per slice, from the table's runtime_s column (one process per run)."""
+    import csv
+
+    cost: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    with TABLE.open(newline="", encoding="utf-8") as fh:
+        for r in csv.DictReader(fh):
+            kind = "classification" if r["dataset"] in CLASSIFICATION else r["dataset"]
+            cost[(r["method"], r["train_size"], kind)].append(float(r["runtime_s"] or "nan"))
+    rows = [[m, s, k, str(len(v)), f"{np.nanmean(v):.0f}", f"{np.nansum(v) / 3600:.2f}"]
+            for (m, s, k), v in sorted(cost.items())]
+    total = sum(np.nansum(v) for v in cost.values()) / 3600
+    return ("### Cost\n\nWall time of each run in a worker process with one torch thread (two "
+            f"workers on the two cores), so CPU hours ~ the sum: **{total:.1f} CPU hours** in "
+            "all.\n\n" + md_table(["method", "train size", "task", "runs", "mean s/run", "CPU h"], rows))
+
+
+def write_preset(slices) -> None:
+    recs = []
+    for method, size in slices:
+        path = OUT / f"recommend-{method}-{size}.yaml"
+        if path.is_file():
+            for r in yaml.safe_load(path.read_text())["recommendations"]:
+                recs.append({"model": MODEL, "method": method, "train_size": size, "rank": r["rank"],
+                             "config": r["config"], "config_id": r.get("config_id"),
+                             "coverage": r.get("coverage"), "n_datasets": r["source"]["n_datasets"],
+                             "n_configs": r["source"]["n_configs"]})
+    doc = {
+        "schema": "staytuned.recommendations/v1",
+        "source": {
+            "id": "staytuned-smollm2-study",
+            "title": "staytuned's own offline grid on SmolLM2-135M-Instruct (studies/smollm2)",
+            "table": "studies/smollm2/results.csv",
+            "table_file": PRESET_TABLE.name,
+            "method": "CBS ranking (tol 1%) of every config on the study's datasets, per method and train size",
+            "datasets": DATASETS,
+            "generated": dt.date.today().isoformat(),
+            "note": "measured on CPU in bf16 with max_seq_length 512; see README 'Our SmolLM2 study'",
+        },
+        "models": {MODEL: {"display": "SmolLM2-135M-Instruct",
+                           "aliases": ["HuggingFaceTB/SmolLM2-135M-Instruct", "SmolLM2-135M-Instruct",
+                                       "smollm2-135m-instruct"]}},
+        "recommendations": recs,
+    }
+    header = ("# Shipped recommendations measured by staytuned's own SmolLM2-135M study.\n"
+              "# Written by studies/smollm2/analyze.py from studies/smollm2/results.csv: do not edit.\n")
+    PRESET.write_text(header + yaml.safe_dump(doc, sort_keys=False, width=100), encoding="utf-8")
+    import csv
+
+    with TABLE.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        cols = [c for c in reader.fieldnames or [] if c in SHIPPED_COLUMNS or c.startswith("hp_")]
+        rows = [{c: r[c] for c in cols} for r in reader]
+    with PRESET_TABLE.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=cols)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def main() -> None:
+    st("results", "export", f"sqlite:///{HERE / 'grid.db'}", "-o", str(TABLE))
+    table = load_results(TABLE)
+    base = defaults()
+    have = {(m, int(s)) for m, s in zip(table.method.tolist(), table.train_size.tolist(), strict=True)}
+    slices = [(m, s) for m in ("lora", "full") for s in (100, 1000)
+              if (m, s) in have and len(set(table.slice(method=m, train_size=s).dataset.tolist())) >= 2]
+    run_commands(slices, base)
+    n_runs = len(table)
+    parts = [
+        "# SmolLM2-135M study: results\n",
+        f"Generated by `studies/smollm2/analyze.py` on {dt.date.today().isoformat()} from "
+        f"`results.csv` ({n_runs} runs).\n",
+        section_loo(table, slices, base),
+        section_methods(table, base),
+        section_sizes(table),
+        section_noise(table),
+        section_hp_effects(table),
+        section_cost(),
+    ]
+    (HERE / "RESULTS.md").write_text("\n\n".join(parts) + "\n", encoding="utf-8")
+    write_preset(slices)
+    print(f"RESULTS.md and {PRESET.relative_to(REPO)} written ({n_runs} runs)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
