@@ -62,13 +62,16 @@ def st(*args: str) -> None:
     subprocess.run([ST, *args, "-q"], check=True, cwd=REPO)
 
 
-def run_commands(slices: list[tuple[str, int]], base: dict[str, dict[str, str]]) -> None:
+def run_commands(table, slices: list[tuple[str, int]], base: dict[str, dict[str, str]]) -> None:
     OUT.mkdir(exist_ok=True)
     for method, size in slices:
         tag = f"{method}-{size}"
-        for i, (label, cid) in enumerate(base[method].items()):
+        ran = set(table.slice(method=method, train_size=size).config.tolist())
+        defaults_here = [cid for cid in base[method].values() if cid in ran] or [None]
+        for i, cid in enumerate(defaults_here):  # the defaults ran at train size 100 only
             st("cbs", "evaluate", str(TABLE), "--model", MODEL, "--method", method,
-               "--train-size", str(size), "--k", str(K), "--default-config", cid,
+               "--train-size", str(size), "--k", str(K),
+               *(["--default-config", cid] if cid else []),
                "--json", str(OUT / f"evaluate-{tag}-default{i}.json"),
                *(["--plot", str(OUT / f"evaluate-{tag}.png")] if i == 0 else []))
         st("recommend", str(TABLE), "--model", MODEL, "--method", method, "--train-size", str(size),
@@ -80,7 +83,9 @@ def run_commands(slices: list[tuple[str, int]], base: dict[str, dict[str, str]])
 
 
 def pts(x: float) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.1f}"
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{x:.1f}".replace("-0.0", "0.0")
 
 
 def md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -367,13 +372,25 @@ def write_preset(slices) -> None:
 
 
 def main() -> None:
-    st("results", "export", f"sqlite:///{HERE / 'grid.db'}", "-o", str(TABLE))
+    import argparse
+
+    global TABLE, OUT, PRESET, PRESET_TABLE
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--db", type=Path, default=HERE / "grid.db", help="the study's storage")
+    ap.add_argument("--into", type=Path, help="write every output under this folder instead (a dry run)")
+    args = ap.parse_args()
+    results_md = HERE / "RESULTS.md"
+    if args.into is not None:
+        args.into.mkdir(parents=True, exist_ok=True)
+        TABLE, OUT, results_md = args.into / "results.csv", args.into / "analysis", args.into / "RESULTS.md"
+        PRESET, PRESET_TABLE = args.into / PRESET.name, args.into / PRESET_TABLE.name
+    st("results", "export", f"sqlite:///{args.db.resolve()}", "-o", str(TABLE))
     table = load_results(TABLE)
     base = defaults()
     have = {(m, int(s)) for m, s in zip(table.method.tolist(), table.train_size.tolist(), strict=True)}
     slices = [(m, s) for m in ("lora", "full") for s in (100, 1000)
               if (m, s) in have and len(set(table.slice(method=m, train_size=s).dataset.tolist())) >= 2]
-    run_commands(slices, base)
+    run_commands(table, slices, base)
     n_runs = len(table)
     parts = [
         "# SmolLM2-135M study: results\n",
@@ -386,9 +403,9 @@ def main() -> None:
         section_hp_effects(table),
         section_cost(),
     ]
-    (HERE / "RESULTS.md").write_text("\n\n".join(parts) + "\n", encoding="utf-8")
+    results_md.write_text("\n\n".join(parts) + "\n", encoding="utf-8")
     write_preset(slices)
-    print(f"RESULTS.md and {PRESET.relative_to(REPO)} written ({n_runs} runs)", file=sys.stderr)
+    print(f"{results_md} and {PRESET} written ({n_runs} runs)", file=sys.stderr)
 
 
 if __name__ == "__main__":

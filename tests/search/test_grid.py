@@ -57,3 +57,26 @@ def test_two_processes_and_workers_share_a_grid_without_duplicates(tmp_path):
         assert len(study.trials) == 8  # nothing enqueued twice, nothing sampled beyond the grid
         assert Counter(ids).most_common(1)[0][1] == 1
         assert all(t.state.name == "COMPLETE" for t in study.trials)
+
+
+def test_a_second_space_with_another_distribution_is_refused_before_any_trial(tmp_path):
+    """A study keeps one distribution per parameter: a clear error (exit 2), nothing lost."""
+    from typer.testing import CliRunner
+
+    from staytuned.cli import build_app
+
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    synth = "staytuned.search.synthetic:synthetic_trial"
+    common = ["grid", "--tasks", "sst2", "--models", "tiny-llama", "--train-sizes", "10",
+              "--trial-fn", synth, "-q", "--storage", url]
+    first = CliRunner().invoke(build_app(), [*common, "--space", "preset:demo"])
+    assert first.exit_code == 0, first.output
+    space = tmp_path / "other.yaml"
+    space.write_text("params:\n  lr_scheduler: {type: categorical, choices: [linear, cosine]}\n")
+    second = CliRunner().invoke(build_app(), [*common, "--space", str(space)])
+    assert second.exit_code == 2
+    assert "lr_scheduler" in second.output and "does not match the one stored" in second.output
+    import optuna
+
+    study = optuna.load_study(study_name="grid/sst2/tiny-llama/lora/10", storage=url)
+    assert len(study.trials) == 8 and all(t.state.name == "COMPLETE" for t in study.trials)

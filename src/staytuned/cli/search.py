@@ -281,8 +281,11 @@ def grid_cmd(
         if json_path != "-":
             for key, r in rows.items():
                 out.print(f"{key}: {r['finished']} trials ({r['complete']} ok, {r['failed']} failed)")
-            out.print(f"{sum(r['finished'] for r in rows.values())}/{total} trials done ({ran} run now); "
-                      f"export with: staytuned results export {url} -o results.csv")
+            held = sum(r["finished"] for r in rows.values())
+            # a cell's study may also hold the trials of other spaces run into it
+            done = f"{held}/{total} trials done" if held <= total else \
+                f"{total} configs of this space; the cells hold {held} finished trials"
+            out.print(f"{done} ({ran} run now); export with: staytuned results export {url} -o results.csv")
         payload = {"grid": name, "storage": redact(url), "total": total, "ran_now": ran,
                    "cells": rows}
         if ray_summary is not None:

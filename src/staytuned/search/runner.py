@@ -172,7 +172,10 @@ def prepare_grid(spec: GridSpec) -> GridSpec:
         if spec.trial_fn == DEFAULT_TRIAL_FN and space.kind == "train":
             check_configs([{**g, "method": cell.method} for g in grid[:50]], str(space.source))
     open_storage(spec.storage, spec.heartbeat)
-    return replace(spec, directions=directions)
+    spec = replace(spec, directions=directions)
+    for cell in spec.cells:  # creates the studies, checks stored params, enqueues the grid
+        prepare_study(spec.cell_spec(cell))
+    return spec
 
 
 def grid(spec: GridSpec, *, workers: int = 1) -> int:

@@ -122,6 +122,7 @@ def prepare_study(spec: StudySpec) -> Any:
              "task": spec.task, "model": spec.model, "method": spec.context["method"],
              "train_size": spec.settings.train_size, "space": space.to_dict(),
              "strategy": spec.strategy}
+    check_stored_params(study, space)
     for key, value in attrs.items():
         if study.user_attrs.get(key) != value:
             study.set_user_attr(key, value)
@@ -133,6 +134,29 @@ def prepare_study(spec: StudySpec) -> Any:
                 for params in queue:
                     study.enqueue_trial(params, skip_if_exists=True)
     return study
+
+
+def check_stored_params(study: Any, space: SearchSpace) -> None:
+    """A study keeps one distribution per parameter name (Optuna refuses another kind or other
+    choices mid-study): say so before any trial runs, naming the parameter and both versions."""
+    from optuna.distributions import check_distribution_compatibility
+
+    stored: dict[str, Any] = {}
+    for t in study.get_trials(deepcopy=False):
+        for name, dist in t.distributions.items():
+            stored.setdefault(name, dist)
+    for p in space.params:
+        if p.name not in stored:
+            continue
+        new = p.distribution()
+        try:
+            check_distribution_compatibility(stored[p.name], new)
+        except ValueError as exc:
+            raise InputError(
+                f"parameter does not match the one stored in study {study.study_name!r} ({exc})",
+                file=space.source, field=p.name, value=repr(new),
+                expected=f"{stored[p.name]!r}: the same type, range kind and choices as the "
+                         "study's earlier trials, or another study name (--name)") from None
 
 
 def initial_queue(spec: StudySpec, space: SearchSpace) -> list[dict[str, Any]]:
