@@ -80,12 +80,13 @@ def _rec_dict(r: Recommendation) -> dict[str, Any]:
     return d
 
 
-def _preset_files(extra: Sequence[str | Path] = ()) -> list[tuple[str, str]]:
+def _preset_files(extra: Sequence[str | Path] = ()) -> list[tuple[str, str, Path]]:
+    """(name for messages, YAML text, folder that relative paths in it start from)."""
     root = importlib.resources.files("staytuned") / "presets" / "recommendations"
-    out = [(f"staytuned/presets/recommendations/{p.name}", p.read_text(encoding="utf-8"))
+    out = [(f"staytuned/presets/recommendations/{p.name}", p.read_text(encoding="utf-8"), Path(str(root)))
            for p in sorted(root.iterdir(), key=lambda p: p.name) if p.name.endswith((".yaml", ".yml"))]
     for p in extra:
-        out.append((str(p), Path(p).read_text(encoding="utf-8")))
+        out.append((str(p), Path(p).read_text(encoding="utf-8"), Path(p).parent))
     return out
 
 
@@ -94,7 +95,7 @@ def _load_presets(extra: Sequence[str | Path] = ()) -> tuple[dict[str, dict[str,
 
     models: dict[str, dict[str, Any]] = {}
     recs: list[Recommendation] = []
-    for name, text in _preset_files(extra):
+    for name, text, _ in _preset_files(extra):
         try:
             doc = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
@@ -132,22 +133,19 @@ def resolve_model(ref: str, extra: Sequence[str | Path] = ()) -> str | None:
     return None
 
 
-def shipped_table(model: str | None) -> Path | None:
-    """The results table shipped with a model's recommendations (``source.table`` of its preset
-    file, relative to that file), for strategies that need per-dataset scores; else None."""
+def shipped_table(model: str | None, extra: Sequence[str | Path] = ()) -> Path | None:
+    """The results table shipped with a model's recommendations (``source.table_file`` of its
+    preset file, relative to that file), for strategies that need per-dataset scores; else None."""
     import yaml
 
-    canon = resolve_model(model) if model else None
+    canon = resolve_model(model, extra) if model else None
     if canon is None:
         return None
-    root = importlib.resources.files("staytuned") / "presets" / "recommendations"
-    for name, text in _preset_files():
+    for _, text, folder in _preset_files(extra):
         doc = yaml.safe_load(text) or {}
         table = (doc.get("source") or {}).get("table_file")
-        if table and canon in (doc.get("models") or {}):
-            path = Path(str(root / table))
-            if path.is_file():
-                return path
+        if table and canon in (doc.get("models") or {}) and (folder / table).is_file():
+            return folder / table
     return None
 
 

@@ -189,8 +189,19 @@ def score_of(table, method, size, cid) -> dict[str, float]:
     return {d: float(mx.scores[i, j] * 100) for j, d in enumerate(mx.datasets) if not math.isnan(mx.scores[i, j])}
 
 
+def untuned() -> dict[str, float]:
+    """The untuned model's score per dataset (untuned.sh: same rows, same scoring)."""
+    out = {}
+    for path in sorted((HERE / "analysis" / "untuned").glob("*.json")):
+        data = json.loads(path.read_text())
+        if data.get("status") == "ok":
+            out[data["task"]] = float(data["score"]) * 100
+    return out
+
+
 def section_methods(table, base) -> str:
     lora, full = best_by_dataset(table, "lora", 100), best_by_dataset(table, "full", 100)
+    zero = untuned()
     trl_lora = score_of(table, "lora", 100, base["lora"]["TRL+PEFT defaults"])
     trl_full = score_of(table, "full", 100, base["full"]["TRL defaults"])
     rows, wins = [], 0
@@ -199,13 +210,13 @@ def section_methods(table, base) -> str:
             continue
         a, b = lora.get(d, (math.nan, "")), full.get(d, (math.nan, ""))
         wins += a[0] > b[0]
-        rows.append([d, pts(a[0]), pts(b[0]), pts(a[0] - b[0]), pts(trl_lora.get(d, math.nan)),
-                     pts(trl_full.get(d, math.nan))])
+        rows.append([d, pts(zero.get(d, math.nan)), pts(a[0]), pts(b[0]), pts(a[0] - b[0]),
+                     pts(trl_lora.get(d, math.nan)), pts(trl_full.get(d, math.nan))])
     both = sum(1 for d in DATASETS if d in lora and d in full)
     head = ("### LoRA vs full fine-tuning (train size 100, best config of each grid)\n\n"
             f"LoRA's best config beats full fine-tuning's best on {wins} of {both} datasets.\n\n")
-    return head + md_table(["dataset", "LoRA best", "full best", "LoRA - full", "TRL+PEFT default (LoRA)",
-                            "TRL default (full)"], rows)
+    return head + md_table(["dataset", "untuned", "LoRA best", "full best", "LoRA - full",
+                            "TRL+PEFT default (LoRA)", "TRL default (full)"], rows)
 
 
 def section_sizes(table) -> str:

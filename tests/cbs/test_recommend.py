@@ -87,3 +87,21 @@ def test_shipped_train_size_falls_back_to_the_nearest_measured_size(tmp_path) ->
     assert recommend(model="tiny-x", train_size=5000, extra=extra).recommendations[0].train_size == 1000
     with pytest.raises(InputError, match="train size must be positive"):
         recommend(model="tiny-x", train_size=0, extra=extra)
+
+
+def test_shipped_table_is_found_beside_its_preset(tmp_path) -> None:
+    import yaml
+
+    from staytuned.recommend import shipped_table
+
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text(yaml.safe_dump({"source": {"table_file": "tiny.csv"},
+                                      "models": {"tiny-x": {"aliases": ["org/Tiny-X"]}},
+                                      "recommendations": [{"model": "tiny-x", "method": "lora",
+                                                           "train_size": 100, "rank": 1,
+                                                           "config": {"learning_rate": 1e-4}}]}))
+    assert shipped_table("org/Tiny-X", extra=[preset]) is None  # declared but not there
+    (tmp_path / "tiny.csv").write_text("dataset,config_id,score\na,c1,0.5\n")
+    assert shipped_table("org/Tiny-X", extra=[preset]) == tmp_path / "tiny.csv"
+    assert shipped_table("mistral-7b", extra=[preset]) is None
+    assert shipped_table(None) is None

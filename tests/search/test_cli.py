@@ -92,3 +92,25 @@ def test_simulate_cli_json(run_cli, tmp_path):
         assert len(curve["mean_best_of_k"]) == 4 and len(curve["solved_fraction"]) == 4
     res = run_cli("simulate", "t.csv", "--strategies", "cbs,magic")
     assert res.exit_code == 2 and "unknown strategy" in res.output
+
+
+def test_cbs_adaptive_starts_from_the_table_shipped_with_a_models_recommendations(run_cli, tmp_path, monkeypatch):
+    import yaml
+
+    from staytuned import recommend
+
+    res = run_cli("grid", "--tasks", "a,b,c", "--models", "m", "--train-sizes", "10,100", "--trial-fn", SYNTH,
+                  "-q", "--name", "g")
+    assert res.exit_code == 0, res.output
+    assert run_cli("results", "export", "runs/g/study.db", "-o", "shipped.csv").exit_code == 0
+    preset = tmp_path / "m.yaml"
+    preset.write_text(yaml.safe_dump({"source": {"table_file": "shipped.csv"}, "models": {"m": {"aliases": ["org/M"]}},
+                                      "recommendations": [{"model": "m", "method": "lora", "train_size": 10, "rank": 1,
+                                                           "config": {"learning_rate": 1e-3}}]}))
+    shipped = recommend._preset_files
+    monkeypatch.setattr(recommend, "_preset_files", lambda extra=(): shipped([preset, *extra]))
+    # no --cbs-table; the table holds two train sizes: the nearest to 20 (10) is ranked
+    res = run_cli("tune", "--task", "d", "--model", "org/M", "--space", "preset:demo", "--strategy", "cbs-adaptive",
+                  "--train-size", "20", "--trials", "2", "--trial-fn", SYNTH, "-q", "--json", "o.json")
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "o.json").read_text())["trials"]["finished"] == 2
