@@ -23,10 +23,10 @@ from staytuned.space import config_id, load_space
 
 
 def spread(items: list, n: int) -> list:
-    """``n`` items at evenly spaced positions (first included)."""
+    """``n`` items at the centres of ``n`` equal slices of ``items`` (n=1: the median one)."""
     if n >= len(items):
         return list(items)
-    return [items[round(i * len(items) / n)] for i in range(n)]
+    return [items[int((i + 0.5) * len(items) / n)] for i in range(n)]
 
 
 def main() -> None:

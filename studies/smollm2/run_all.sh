@@ -4,7 +4,7 @@
 set -uo pipefail
 here="$(dirname "$0")"
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(full-100-cls lora-100-cls full-100-gen lora-100-gen defaults-100 seed1-100)
+[ ${#stages[@]} -gt 0 ] || stages=(full-100-cls lora-100-cls full-100-gen lora-100-gen defaults-100 seed1-100 pick-1000 lora-1000 full-1000)
 for st in "${stages[@]}"; do
   echo "== $(date -Is) stage $st"
   "$here/run_chunk.sh" "$st" || { echo "stage $st stopped (exit $?)"; exit 1; }

@@ -36,8 +36,20 @@ case "$STAGE" in
     NAME=smollm2-seed1; SEED=1
     run "$SEED1" full 100 200 $SP/seed1-full.yaml
     run "$SEED1" lora 100 200 $SP/seed1-lora.yaml ;;
-  # Train size 1000: the CBS top of size 100 plus a spread (spaces written by pick_configs.py).
-  full-1000) run "$CLS" full 1000 200 $SP/full-1000.yaml; run "$GEN" full 1000 100 $SP/full-1000.yaml ;;
-  lora-1000) run "$CLS" lora 1000 200 $SP/lora-1000.yaml; run "$GEN" lora 1000 100 $SP/lora-1000.yaml ;;
+  # Train size 1000, chosen once from the finished size-100 grid: classification runs the CBS
+  # top 2 plus one config spread over the rest of the ranking; summarization and QA, whose
+  # 1000-row trials cost about 3x more, run the top 1.
+  pick-1000)
+    if [ ! -f $SP/lora-1000.yaml ] || [ ! -f $SP/full-1000.yaml ]; then
+      .venv/bin/staytuned results export sqlite:///studies/smollm2/grid.db -o studies/smollm2/results.csv -q
+      for m in lora full; do
+        .venv/bin/python studies/smollm2/pick_configs.py cbs $SP/$m.yaml 1 $SP/$m-1000.yaml \
+          --table studies/smollm2/results.csv --method $m --train-size 100 --top 2
+        .venv/bin/python studies/smollm2/pick_configs.py cbs $SP/$m.yaml 0 $SP/$m-1000-gen.yaml \
+          --table studies/smollm2/results.csv --method $m --train-size 100 --top 1
+      done
+    fi ;;
+  full-1000) run "$CLS" full 1000 200 $SP/full-1000.yaml; run "$GEN" full 1000 100 $SP/full-1000-gen.yaml ;;
+  lora-1000) run "$CLS" lora 1000 200 $SP/lora-1000.yaml; run "$GEN" lora 1000 100 $SP/lora-1000-gen.yaml ;;
   *) echo "unknown stage $STAGE" >&2; exit 2 ;;
 esac
