@@ -1,0 +1,58 @@
+"""The SmolLM2 study's pipeline (grid -> results export -> cbs evaluate -> recommend -> shipped
+preset) on synthetic trials of the study's own spaces, so a change that breaks it shows here and
+not hours into a real run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+STUDY = REPO / "studies" / "smollm2"
+SYNTH = "staytuned.search.synthetic:synthetic_trial"
+
+
+def _grid(url: str, tasks: str, method: str, size: int, space: str, name: str = "smollm2", seed: int = 0) -> None:
+    from typer.testing import CliRunner
+
+    from staytuned.cli import build_app
+
+    res = CliRunner().invoke(build_app(), [
+        "grid", "--tasks", tasks, "--models", "smollm2-135m", "--methods", method, "--train-sizes", str(size),
+        "--space", str(STUDY / "spaces" / space), "--storage", url, "--name", name, "--seed", str(seed),
+        "--trial-fn", SYNTH, "-q"])
+    assert res.exit_code == 0, res.output
+
+
+@pytest.mark.skipif(not (REPO / ".venv" / "bin" / "staytuned").exists(), reason="needs the bootstrapped .venv")
+def test_study_pipeline_on_synthetic_trials(tmp_path):
+    db = tmp_path / "grid.db"
+    url = f"sqlite:///{db}"
+    tasks = "sst2,trec,squad"
+    for m in ("lora", "full"):
+        _grid(url, tasks, m, 100, f"{m}.yaml")
+        _grid(url, tasks, m, 100, f"defaults-{m}.yaml")
+        _grid(url, "sst2,trec", m, 100, f"seed1-{m}.yaml", name="smollm2-seed1", seed=1)
+    _grid(url, "sst2", "lora", 1000, "seed1-lora.yaml")  # one dataset: too few to rank or ship
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, str(STUDY / "analyze.py"), "--db", str(db), "--into", str(out)],
+                   check=True, cwd=REPO, capture_output=True)
+    text = (out / "RESULTS.md").read_text()
+    for heading in ("Leave-one-dataset-out", "LoRA vs full", "Seed-to-seed noise", "Effect of each HP", "Cost"):
+        assert heading in text
+    assert "TRL+PEFT defaults" in text and "LLaMA-Factory example" in text and "TRL defaults" in text
+    assert "**lora, train size 100** (26 configs, 3 datasets, 3 with every config run)" in text
+    doc = yaml.safe_load((out / "smollm2_135m.yaml").read_text())
+    shipped = {(r["method"], r["train_size"]) for r in doc["recommendations"]}
+    assert shipped == {("lora", 100), ("full", 100)}  # complete slices on >= 3 datasets only
+    assert all(sorted(r["source"]["datasets"]) == ["squad", "sst2", "trec"] for r in doc["recommendations"])
+    from staytuned.recommend import recommend, shipped_table
+
+    preset = out / "smollm2_135m.yaml"
+    got = recommend(model="HuggingFaceTB/SmolLM2-135M-Instruct", method="full", extra=[preset])
+    assert [r.rank for r in got.recommendations] == [1, 2, 3, 4, 5]
+    assert shipped_table("smollm2-135m", extra=[preset]) == out / "smollm2_135m.csv"
