@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from staytuned.errors import InputError
+from staytuned.cbs import rank
 from staytuned.recommend import known_models, recommend, resolve_model, shipped_recommendations
 from staytuned.results import from_records
 
@@ -109,3 +110,24 @@ def test_shipped_table_is_found_beside_its_preset(tmp_path) -> None:
     assert shipped_table("org/Tiny-X", extra=[preset]) == tmp_path / "tiny.csv"
     assert shipped_table("mistral-7b", extra=[preset]) is None
     assert shipped_table(None) is None
+
+
+def test_smollm2_study_recommendations_ship_with_their_table() -> None:
+    """What `staytuned recommend --model smollm2-135m` shows on a fresh machine: our own study."""
+    from staytuned.recommend import shipped_table
+    from staytuned.results import load_results
+
+    got = recommend(model="HuggingFaceTB/SmolLM2-135M-Instruct")
+    recs = got.recommendations
+    assert recs and {r.model for r in recs} == {"smollm2-135m"}
+    for r in recs:
+        assert r.source["id"] == "staytuned-smollm2-study" and len(r.source["datasets"]) >= 3
+        assert r.config["precision"] == "bf16" and r.config["max_seq_length"] == 512
+    table = load_results(shipped_table("smollm2-135m"))
+    for (method, size) in {(r.method, r.train_size) for r in recs}:
+        slice_ = table.slice(method=method, train_size=size)
+        mx = slice_.score_matrix()
+        assert not (mx.missing).any()  # only complete slices ship
+        top = [r for r in recs if (r.method, r.train_size) == (method, size)]
+        assert [r.source["config_id"] for r in sorted(top, key=lambda r: r.rank)] == \
+            rank(mx).config_ids[: len(top)]  # the shipped ranking is the table's CBS ranking
