@@ -141,7 +141,7 @@ def shipped_table(model: str | None, extra: Sequence[str | Path] = ()) -> Path |
     canon = resolve_model(model, extra) if model else None
     if canon is None:
         return None
-    for _, text, folder in _preset_files(extra):
+    for _, text, folder in reversed(_preset_files(extra)):  # the user's extra files first
         doc = yaml.safe_load(text) or {}
         table = (doc.get("source") or {}).get("table_file")
         if table and canon in (doc.get("models") or {}) and (folder / table).is_file():

@@ -350,12 +350,14 @@ def complete_datasets(table, method: str, size: int) -> list[str]:
 def write_preset(table, slices) -> None:
     """Ship the recommendations of the slices whose grid is complete on 3 datasets or more."""
     recs = []
+    shipped: set[tuple[str, str]] = set()
     for method, size in slices:
         path = OUT / f"recommend-{method}-{size}.yaml"
         mx = table.slice(model=MODEL, method=method, train_size=size).score_matrix()
         done = complete_datasets(table, method, size)
         if len(done) < 3 or len(done) < len(mx.datasets):
             continue  # a partial grid would rank configs on the datasets they happened to reach
+        shipped.add((method, str(size)))
         if path.is_file():
             for r in yaml.safe_load(path.read_text())["recommendations"]:
                 recs.append({"model": MODEL, "method": method, "train_size": size, "rank": r["rank"],
@@ -387,7 +389,9 @@ def write_preset(table, slices) -> None:
     with TABLE.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         cols = [c for c in reader.fieldnames or [] if c in SHIPPED_COLUMNS or c.startswith("hp_")]
-        rows = [{c: r[c] for c in cols} for r in reader]
+        rows = [{c: r[c] for c in cols} for r in reader if (r["method"], r["train_size"]) in shipped]
+    cols = [c for c in cols if any(r[c] != "" for r in rows)]  # HPs of unshipped slices only
+    rows = [{c: r[c] for c in cols} for r in rows]
     with PRESET_TABLE.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=cols)
         writer.writeheader()
