@@ -69,15 +69,16 @@ def check_configs(configs: list[dict[str, Any]], source: str) -> None:
 def shipped_offline(model: str | None, method: str | None, train_size: int | None) -> OfflineSource:
     """The shipped recommendations (CBS engineer's presets) as a ranked list, nearest slice first."""
     from staytuned.recommend import recommend
+    from staytuned.results import nearest_size
 
     try:
         recs = recommend(model=model, method=method, train_size=train_size)
     except InputError:
         recs = recommend(method=method)  # another model's recommendations still rank configs
     chosen = list(recs.recommendations)
-    sizes = {r.train_size for r in chosen}
-    if train_size is None and len(sizes) > 1:  # the whole train split: the largest measured size
-        largest = max((s for s in sizes if s is not None), default=None)
+    sizes = [int(r.train_size) for r in chosen if r.train_size is not None]
+    if train_size is None and len(set(sizes)) > 1:  # the whole train split: the largest size
+        largest = nearest_size(sizes, None)
         chosen = [r for r in chosen if r.train_size == largest]
     ranked = tuple(dict(r.config) for r in sorted(chosen, key=lambda r: r.rank))
     return OfflineSource(ranked=ranked, matrix=None, provenance="shipped recommendations")
