@@ -4,10 +4,13 @@
 
 1. ``staytuned results export`` turns grid.db into results.csv (every run: config, metrics,
    seed, runtime, package versions).
-2. Per method and train size: ``staytuned cbs evaluate`` (leave-one-dataset-out best-of-top-k,
-   k = 1..5, against best-average, random and a tool's defaults) and ``staytuned recommend``
-   (top 5), written to analysis/.
-3. RESULTS.md: those curves, the same in raw points, LoRA vs full, train size 100 vs 1000,
+2. analysis/grid.csv: the grid's own runs (seed 0, the configs of spaces/{lora,full}.yaml). The
+   tool defaults and the seed-1 repeats stay out of it: CBS ranks the grid, and the defaults are
+   a baseline scored against the grid's best, not a candidate.
+3. Per method and train size, on grid.csv: ``staytuned cbs evaluate`` (leave-one-dataset-out
+   best-of-top-k, k = 1..5, against best-average and random) and ``staytuned recommend`` (top 5),
+   written to analysis/.
+4. RESULTS.md: those curves, the same in raw points, LoRA vs full, train size 100 vs 1000,
    seed-to-seed noise and per-HP effects; and the recommendations the package ships,
    src/staytuned/presets/recommendations/smollm2_135m.yaml.
 
@@ -36,6 +39,7 @@ REPO = HERE.parents[1]
 ST = str(REPO / ".venv" / "bin" / "staytuned")
 TABLE = HERE / "results.csv"
 OUT = HERE / "analysis"
+GRID_TABLE = OUT / "grid.csv"
 PRESET = REPO / "src" / "staytuned" / "presets" / "recommendations" / "smollm2_135m.yaml"
 #: The slim copy of results.csv shipped beside the preset, for cbs-adaptive's per-dataset scores.
 PRESET_TABLE = PRESET.with_suffix(".csv")
@@ -58,23 +62,47 @@ def defaults() -> dict[str, dict[str, str]]:
     return out
 
 
+def grid_ids() -> dict[str, set[str]]:
+    """method -> config ids of its study grid (spaces/{method}.yaml)."""
+    return {m: {config_id(c) for c in load_space(str(HERE / "spaces" / f"{m}.yaml")).grid({"method": m})}
+            for m in ("lora", "full")}
+
+
+def write_grid_table() -> None:
+    """results.csv restricted to the grid's own runs: seed 0 and a config of the method's grid."""
+    import csv
+
+    ids = grid_ids()
+    with TABLE.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        cols = list(reader.fieldnames or [])
+        rows = [r for r in reader if r["seed"] == "0" and r["config_id"] in ids.get(r["method"], ())]
+    OUT.mkdir(parents=True, exist_ok=True)
+    with GRID_TABLE.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=cols)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def baseline_scores(full_table, method: str, size: int, base: dict[str, str]) -> dict[str, dict[str, float]]:
+    """label -> {dataset: score x 100} of the tool-default baselines (run with seed 0 only)."""
+    return {label: score_of(full_table, method, size, cid) for label, cid in base.items()}
+
+
 def st(*args: str) -> None:
     subprocess.run([ST, *args, "-q"], check=True, cwd=REPO)
 
 
-def run_commands(table, slices: list[tuple[str, int]], base: dict[str, dict[str, str]]) -> None:
+def run_commands(slices: list[tuple[str, int]]) -> None:
     OUT.mkdir(exist_ok=True)
+    for old in OUT.glob("evaluate-*-default*.json"):  # written by earlier versions of this script
+        old.unlink()
     for method, size in slices:
         tag = f"{method}-{size}"
-        ran = set(table.slice(method=method, train_size=size).config.tolist())
-        defaults_here = [cid for cid in base[method].values() if cid in ran] or [None]
-        for i, cid in enumerate(defaults_here):  # the defaults ran at train size 100 only
-            st("cbs", "evaluate", str(TABLE), "--model", MODEL, "--method", method,
-               "--train-size", str(size), "--k", str(K),
-               *(["--default-config", cid] if cid else []),
-               "--json", str(OUT / f"evaluate-{tag}-default{i}.json"),
-               *(["--plot", str(OUT / f"evaluate-{tag}.png")] if i == 0 else []))
-        st("recommend", str(TABLE), "--model", MODEL, "--method", method, "--train-size", str(size),
+        st("cbs", "evaluate", str(GRID_TABLE), "--model", MODEL, "--method", method,
+           "--train-size", str(size), "--k", str(K), "--json", str(OUT / f"evaluate-{tag}.json"),
+           "--plot", str(OUT / f"evaluate-{tag}.png"))
+        st("recommend", str(GRID_TABLE), "--model", MODEL, "--method", method, "--train-size", str(size),
            "--k", str(K), "--yaml", str(OUT / f"recommend-{tag}.yaml"))
 
 
@@ -104,8 +132,17 @@ def expected_best_of_random(values: np.ndarray, k: int) -> float:
     return float((v * probs).sum())
 
 
-def loo_points(mx, base_ids: dict[str, str]) -> dict[str, list[float]]:
-    """Leave-one-dataset-out mean gap to the per-dataset best (in points), k = 1..K."""
+def _nanmean_rows(a: np.ndarray) -> np.ndarray:
+    """Row means over the non-missing cells; NaN for a config with none (not yet run)."""
+    cnt = (~np.isnan(a)).sum(axis=1)
+    return np.where(cnt > 0, np.nansum(a, axis=1) / np.maximum(cnt, 1), np.nan)
+
+
+def loo_points(mx, baselines: dict[str, dict[str, float]]) -> dict[str, list[float]]:
+    """Leave-one-dataset-out mean gap to the per-dataset best of the grid (in points), k = 1..K.
+
+    ``baselines``: label -> {dataset: score x 100} of fixed configs outside the grid (a fixed
+    config ignores k); a baseline is averaged over the held-out datasets it ran on."""
     scores = mx.scores * 100
     gaps: dict[str, list[list[float]]] = defaultdict(list)
     for j, d in enumerate(mx.datasets):
@@ -118,46 +155,42 @@ def loo_points(mx, base_ids: dict[str, str]) -> dict[str, list[float]]:
         sub = mx.subset(datasets=rest)
         orders = {
             "CBS": [mx.config_ids.index(c) for c in rank(sub).config_ids],
-            "best-average": [int(i) for i in tiebreak_order(np.nanmean(sub.normalized, axis=1),
-                                                            sub.natural_rank)],
+            "best-average": [int(i) for i in tiebreak_order(_nanmean_rows(sub.normalized), sub.natural_rank)],
         }
         for name, order in orders.items():
             order = [i for i in order if ok[i]]
             gaps[name].append([best - max(col[order[:k]]) for k in range(1, K + 1)])
         gaps["random"].append([best - expected_best_of_random(col[ok], k) for k in range(1, K + 1)])
-        for label, cid in base_ids.items():
-            if cid in mx.config_ids and ok[mx.config_ids.index(cid)]:
-                gaps[label].append([best - col[mx.config_ids.index(cid)]] * K)
+        for label, scores_d in baselines.items():
+            if d in scores_d:
+                gaps[label].append([best - scores_d[d]] * K)
     return {name: list(np.mean(np.array(v), axis=0)) for name, v in gaps.items()}
 
 
-def section_loo(table, slices, base) -> str:
+def section_loo(table, full_table, slices, base) -> str:
     out = ["### Leave-one-dataset-out: best of the top k configs on the held-out dataset\n",
            "Each dataset in turn is held out; the configs are ranked on the other datasets and the "
-           "best of the top k is scored on the held-out one. **Points below the best config on "
-           "that dataset** (mean over held-out datasets; accuracy, ROUGE-L or F1 x 100; lower is "
-           "better), then the same in `staytuned cbs evaluate`'s normalized units "
-           "(1 = best config of the dataset, 0 = worst) with the share of datasets solved "
+           "best of the top k is scored on the held-out one. **Points below the best grid config "
+           "on that dataset** (mean over held-out datasets; accuracy, ROUGE-L or F1 x 100; lower "
+           "is better). A tool's defaults are one fixed config (the same for every k), run on the "
+           "same cells but not part of the grid; a negative gap would mean it beat every grid "
+           "config. Then CBS, best-average and random in `staytuned cbs evaluate`'s normalized "
+           "units (1 = best config of the dataset, 0 = worst) with the share of datasets solved "
            "(within 1% of the best).\n"]
     for method, size in slices:
         mx = table.slice(model=MODEL, method=method, train_size=size).score_matrix()
         complete = int((~np.isnan(mx.scores)).all(axis=0).sum())
-        gaps = loo_points(mx, base[method])
+        gaps = loo_points(mx, baseline_scores(full_table, method, size, base[method]))
         rows = [[name, *[pts(g) for g in gaps[name]]] for name in gaps]
         out.append(f"**{method}, train size {size}** ({len(mx.config_ids)} configs, "
                    f"{len(mx.datasets)} datasets, {complete} with every config run)\n")
         out.append(md_table(["points below best", *[f"k={k}" for k in range(1, K + 1)]], rows))
-        evals = sorted(OUT.glob(f"evaluate-{method}-{size}-default*.json"))
-        if evals:
-            rows = []
-            for i, path in enumerate(evals):
-                data = json.loads(path.read_text())
-                for name, c in data["methods"].items():
-                    if name == "oracle" or (i and name != "default"):
-                        continue
-                    label = list(base[method])[i] if name == "default" else name
-                    rows.append([label, *[f"{v:.3f} ({s:.0%})" for v, s in
-                                          zip(c["mean_best_of_k"], c["solved_fraction"], strict=True)]])
+        path = OUT / f"evaluate-{method}-{size}.json"
+        if path.is_file():
+            data = json.loads(path.read_text())
+            rows = [[name, *[f"{v:.3f} ({s:.0%})" for v, s in
+                             zip(c["mean_best_of_k"], c["solved_fraction"], strict=True)]]
+                    for name, c in data["methods"].items() if name != "oracle"]
             out.append("\n" + md_table(["normalized (solved)", *[f"k={k}" for k in range(1, K + 1)]], rows))
         out.append("")
     return "\n".join(out)
@@ -199,11 +232,11 @@ def untuned() -> dict[str, float]:
     return out
 
 
-def section_methods(table, base) -> str:
+def section_methods(table, full_table, base) -> str:
     lora, full = best_by_dataset(table, "lora", 100), best_by_dataset(table, "full", 100)
     zero = untuned()
-    trl_lora = score_of(table, "lora", 100, base["lora"]["TRL+PEFT defaults"])
-    trl_full = score_of(table, "full", 100, base["full"]["TRL defaults"])
+    fixed = {**{f"{label} (LoRA)": score_of(full_table, "lora", 100, cid) for label, cid in base["lora"].items()},
+             **{f"{label} (full)": score_of(full_table, "full", 100, cid) for label, cid in base["full"].items()}}
     rows, wins = [], 0
     for d in DATASETS:
         if d not in lora and d not in full:
@@ -211,12 +244,12 @@ def section_methods(table, base) -> str:
         a, b = lora.get(d, (math.nan, "")), full.get(d, (math.nan, ""))
         wins += a[0] > b[0]
         rows.append([d, pts(zero.get(d, math.nan)), pts(a[0]), pts(b[0]), pts(a[0] - b[0]),
-                     pts(trl_lora.get(d, math.nan)), pts(trl_full.get(d, math.nan))])
+                     *[pts(f.get(d, math.nan)) for f in fixed.values()]])
     both = sum(1 for d in DATASETS if d in lora and d in full)
     head = ("### LoRA vs full fine-tuning (train size 100, best config of each grid)\n\n"
-            f"LoRA's best config beats full fine-tuning's best on {wins} of {both} datasets.\n\n")
-    return head + md_table(["dataset", "untuned", "LoRA best", "full best", "LoRA - full",
-                            "TRL+PEFT default (LoRA)", "TRL default (full)"], rows)
+            f"LoRA's best config beats full fine-tuning's best on {wins} of {both} datasets. "
+            "The untuned model and the tool defaults are scored on the same validation rows.\n\n")
+    return head + md_table(["dataset", "untuned", "LoRA best", "full best", "LoRA - full", *fixed], rows)
 
 
 def section_sizes(table) -> str:
@@ -319,7 +352,7 @@ def section_hp_effects(table) -> str:
                              for v, s in sorted(levels.items(), key=lambda kv: str(kv[0])))
             rows.append([method, hp, text])
     return ("### Effect of each HP (train size 100)\n\nMean normalized score of the configs at each "
-            "level (all datasets; the defaults' levels included).\n\n"
+            "level (all datasets; grid configs only).\n\n"
             + md_table(["method", "HP", "level: mean normalized score"], rows))
 
 
@@ -371,8 +404,9 @@ def write_preset(table, slices) -> None:
             "title": "staytuned's own offline grid on SmolLM2-135M-Instruct (studies/smollm2)",
             "table": "studies/smollm2/results.csv",
             "table_file": PRESET_TABLE.name,
-            "method": "CBS ranking (tol 1%) of every config on the study's datasets, per method and "
-                      "train size; each entry lists the datasets its ranking saw",
+            "method": "CBS ranking (tol 1%) of the study grid's configs (seed 0) on the study's "
+                      "datasets, per method and train size; each entry lists the datasets its "
+                      "ranking saw",
             "generated": dt.date.today().isoformat(),
             "note": "measured on CPU in bf16 with max_seq_length 512; see the README section 'Our SmolLM2-135M study'",
         },
@@ -386,7 +420,7 @@ def write_preset(table, slices) -> None:
     PRESET.write_text(header + yaml.safe_dump(doc, sort_keys=False, width=100), encoding="utf-8")
     import csv
 
-    with TABLE.open(newline="", encoding="utf-8") as fh:
+    with GRID_TABLE.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         cols = [c for c in reader.fieldnames or [] if c in SHIPPED_COLUMNS or c.startswith("hp_")]
         rows = [{c: r[c] for c in cols} for r in reader if (r["method"], r["train_size"]) in shipped]
@@ -401,7 +435,7 @@ def write_preset(table, slices) -> None:
 def main() -> None:
     import argparse
 
-    global TABLE, OUT, PRESET, PRESET_TABLE
+    global TABLE, OUT, GRID_TABLE, PRESET, PRESET_TABLE
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--db", type=Path, default=HERE / "grid.db", help="the study's storage")
     ap.add_argument("--into", type=Path, help="write every output under this folder instead (a dry run)")
@@ -411,22 +445,25 @@ def main() -> None:
         args.into.mkdir(parents=True, exist_ok=True)
         TABLE, OUT, results_md = args.into / "results.csv", args.into / "analysis", args.into / "RESULTS.md"
         PRESET, PRESET_TABLE = args.into / PRESET.name, args.into / PRESET_TABLE.name
+        GRID_TABLE = OUT / GRID_TABLE.name
     st("results", "export", f"sqlite:///{args.db.resolve()}", "-o", str(TABLE))
-    table = load_results(TABLE)
+    full_table = load_results(TABLE)
+    write_grid_table()
+    table = load_results(GRID_TABLE)
     base = defaults()
     have = {(m, int(s)) for m, s in zip(table.method.tolist(), table.train_size.tolist(), strict=True)}
     slices = [(m, s) for m in ("lora", "full") for s in (100, 1000)
               if (m, s) in have and len(set(table.slice(method=m, train_size=s).dataset.tolist())) >= 2]
-    run_commands(table, slices, base)
-    n_runs = len(table)
+    run_commands(slices)
+    n_runs = len(full_table)
     parts = [
         "# SmolLM2-135M study: results\n",
         f"Generated by `studies/smollm2/analyze.py` on {dt.date.today().isoformat()} from "
         f"`results.csv` ({n_runs} runs).\n",
-        section_loo(table, slices, base),
-        section_methods(table, base),
+        section_loo(table, full_table, slices, base),
+        section_methods(table, full_table, base),
         section_sizes(table),
-        section_noise(table),
+        section_noise(full_table),
         section_hp_effects(table),
         section_cost(),
     ]

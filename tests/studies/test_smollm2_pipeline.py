@@ -45,7 +45,20 @@ def test_study_pipeline_on_synthetic_trials(tmp_path):
     for heading in ("Leave-one-dataset-out", "LoRA vs full", "Seed-to-seed noise", "Effect of each HP", "Cost"):
         assert heading in text
     assert "TRL+PEFT defaults" in text and "LLaMA-Factory example" in text and "TRL defaults" in text
-    assert "**lora, train size 100** (26 configs, 3 datasets, 3 with every config run)" in text
+    assert "**lora, train size 100** (24 configs, 3 datasets, 3 with every config run)" in text
+    # CBS ranks the grid only: the tool defaults are a baseline row, the seed-1 repeats measure noise.
+    loo = text.split("### LoRA vs full")[0]
+    assert "| TRL+PEFT defaults |" in loo and "| LLaMA-Factory example |" in loo and "| TRL defaults |" in loo
+    import csv
+
+    from staytuned.space import config_id, load_space
+
+    defaults = {config_id(c) for m in ("lora", "full")
+                for c in load_space(str(STUDY / "spaces" / f"defaults-{m}.yaml")).grid({"method": m})}
+    for shipped_csv in (out / "analysis" / "grid.csv", out / "smollm2_135m.csv"):
+        rows = list(csv.DictReader(shipped_csv.open()))
+        assert rows and {r["seed"] for r in rows} == {"0"}
+        assert not defaults & {r["config_id"] for r in rows}
     doc = yaml.safe_load((out / "smollm2_135m.yaml").read_text())
     shipped = {(r["method"], r["train_size"]) for r in doc["recommendations"]}
     assert shipped == {("lora", 100), ("full", 100)}  # complete slices on >= 3 datasets only
