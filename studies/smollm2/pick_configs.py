@@ -2,9 +2,10 @@
 
     # N configs of the grid drawn at random with seed 0 (the seed-1 noise sample)
     python studies/smollm2/pick_configs.py sample SPACE N OUT
-    # the top K of the CBS ranking of a results slice, plus N more spread over the rest of the
-    # ranking (the train-size-1000 configs)
-    python studies/smollm2/pick_configs.py cbs SPACE N OUT --table T --method M --train-size S --top K
+    # the top K of the CBS ranking of a results slice (optionally on some datasets only), plus N
+    # more spread over the rest of the ranking (the train-size-1000 configs)
+    python studies/smollm2/pick_configs.py cbs SPACE N OUT --table T --method M --train-size S --top K \
+        [--datasets a,b]
 
 Every picked config keeps the base space's fixed values, so its config id is unchanged.
 """
@@ -39,6 +40,7 @@ def main() -> None:
     ap.add_argument("--method")
     ap.add_argument("--train-size")
     ap.add_argument("--top", type=int, default=0)
+    ap.add_argument("--datasets", help="comma-separated: rank on these datasets only")
     args = ap.parse_args()
     space = load_space(args.space)
     method = args.method or space.fixed.get("method", "lora")
@@ -49,12 +51,14 @@ def main() -> None:
         picked = [grid[i] for i in idx]
         how = f"{len(picked)} of the {len(grid)} configs of {args.space}, drawn with seed 0"
     else:
-        table = load_results(args.table).slice(method=method, train_size=args.train_size)
+        datasets = args.datasets.split(",") if args.datasets else None
+        table = load_results(args.table).slice(method=method, train_size=args.train_size, datasets=datasets)
         order = [cid for cid in rank(table.score_matrix()).config_ids if cid in by_id]
         top, rest = order[: args.top], order[args.top:]
         chosen = top + spread(rest, args.n)
         picked = [by_id[c] for c in chosen]
-        how = (f"the CBS top {len(top)} of {args.table} ({method}, train size {args.train_size}) "
+        on = f", on {args.datasets}" if args.datasets else ""
+        how = (f"the CBS top {len(top)} of {args.table} ({method}, train size {args.train_size}{on}) "
                f"plus {len(chosen) - len(top)} spread over the rest of its ranking")
     data = {k: v for k, v in space.to_dict().items() if k not in ("source", "zip", "half_fraction")}
     data["name"] = args.out.stem

@@ -69,3 +69,18 @@ def test_study_pipeline_on_synthetic_trials(tmp_path):
     got = recommend(model="HuggingFaceTB/SmolLM2-135M-Instruct", method="full", extra=[preset])
     assert [r.rank for r in got.recommendations if r.source["file"] == str(preset)] == [1, 2, 3, 4, 5]
     assert shipped_table("smollm2-135m", extra=[preset]) == out / "smollm2_135m.csv"
+
+    # pick-1000: the top 1 of a task type's ranking plus the median of the rest, from grid.csv
+    picked = tmp_path / "lora-1000.yaml"
+    subprocess.run([sys.executable, str(STUDY / "pick_configs.py"), "cbs", str(STUDY / "spaces" / "lora.yaml"),
+                    "1", str(picked), "--table", str(out / "analysis" / "grid.csv"), "--method", "lora",
+                    "--train-size", "100", "--top", "1", "--datasets", "sst2,trec"],
+                   check=True, cwd=REPO, capture_output=True)
+    from staytuned.cbs import rank
+    from staytuned.results import load_results
+
+    mx = load_results(out / "analysis" / "grid.csv").slice(method="lora", train_size=100,
+                                                          datasets=["sst2", "trec"]).score_matrix()
+    ids = [config_id(c) for c in load_space(str(picked)).grid({"method": "lora"})]
+    assert len(ids) == 2 and ids[0] == rank(mx).config_ids[0]
+    assert ids[1] in rank(mx).config_ids[1:] and ids[1] not in defaults
