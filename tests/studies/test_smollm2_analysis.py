@@ -1,0 +1,57 @@
+"""Numbers of the SmolLM2 study's analysis (studies/smollm2/analyze.py) on hand-made matrices."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from staytuned.results import ScoreMatrix
+
+SCRIPT = Path(__file__).resolve().parents[2] / "studies" / "smollm2" / "analyze.py"
+
+
+@pytest.fixture(scope="module")
+def analyze():
+    spec = importlib.util.spec_from_file_location("smollm2_analyze", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_random_baseline_is_the_exact_expectation(analyze):
+    values = np.array([0.1, 0.7, 0.3, 0.9, 0.5, 0.2])
+    for k in range(1, 6):
+        brute = np.mean([max(c) for c in itertools.combinations(values, k)])
+        assert analyze.expected_best_of_random(values, k) == pytest.approx(brute)
+
+
+def test_loo_points_holds_out_and_counts_failures_as_worst(analyze):
+    # c1 is best on d1/d2, c2 on d3; c3 failed on d3; the baseline failed on d1.
+    mx = ScoreMatrix.from_dense(
+        [[0.9, 0.8, 0.1], [0.5, 0.4, 0.9], [0.2, 0.1, np.nan]],
+        datasets=["d1", "d2", "d3"], failed=[[0, 0, 0], [0, 0, 0], [0, 0, 1]])
+    gaps = analyze.loo_points(mx, {"default": {"d1": np.nan, "d2": 50.0, "d3": 30.0}})
+    from staytuned.cbs import rank
+
+    expect = []
+    for j, d in enumerate(mx.datasets):  # the ranking never sees the held-out dataset
+        order = rank(mx.subset(datasets=[x for x in mx.datasets if x != d])).config_ids
+        col = np.where(mx.failed[:, j], np.nanmin(mx.scores[:, j]), mx.scores[:, j]) * 100
+        expect.append(col.max() - col[mx.config_ids.index(order[0])])
+    assert gaps["CBS"][0] == pytest.approx(np.mean(expect))
+    assert gaps["CBS"][2] == pytest.approx(0)  # the top 3 of 3 configs hold every best
+    # the failed default counts as d1's worst grid score (20): gaps 70, 30, 60
+    assert gaps["default"] == pytest.approx([(70 + 30 + 60) / 3] * analyze.K)
+    # random, k=1: the mean of the column, with c3's failure on d3 at d3's worst (10)
+    assert gaps["random"][0] == pytest.approx(((90 - 160 / 3) + (80 - 130 / 3) + (90 - 110 / 3)) / 3)
+
+
+def test_spearman_gives_ties_their_average_rank(analyze):
+    a = np.array([0.5, 0.5, 0.5, 0.6])
+    assert analyze._spearman(a, np.array([1.0, 2.0, 3.0, 4.0])) == pytest.approx(
+        analyze._spearman(a[::-1], np.array([4.0, 3.0, 2.0, 1.0])))
+    assert np.isnan(analyze._spearman(np.array([1.0, 1.0, 1.0]), np.array([1.0, 2.0, 3.0])))
