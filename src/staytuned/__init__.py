@@ -25,8 +25,8 @@ _LAZY: dict[str, str] = {
     "evaluate": "staytuned.cbs",
     "Ranking": "staytuned.cbs",
     "Evaluation": "staytuned.cbs",
-    "recommend": "staytuned.recommend",
-    "Recommendation": "staytuned.recommend",
+    "recommend": "staytuned.recommendations",
+    "Recommendation": "staytuned.recommendations",
 }
 
 

@@ -132,7 +132,7 @@ def test_cli_imports_stay_light() -> None:
     code = (
         "import sys\n"
         "from staytuned.cli import build_app\n"
-        "import staytuned.cbs, staytuned.results, staytuned.recommend\n"
+        "import staytuned.cbs, staytuned.results, staytuned.recommendations\n"
         "try:\n"
         "    build_app()(['cbs', '--help'], standalone_mode=False)\n"
         "except SystemExit:\n"

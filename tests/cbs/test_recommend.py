@@ -6,7 +6,7 @@ import pytest
 
 from staytuned.errors import InputError
 from staytuned.cbs import rank
-from staytuned.recommend import known_models, recommend, resolve_model, shipped_recommendations
+from staytuned.recommendations import known_models, recommend, resolve_model, shipped_recommendations
 from staytuned.results import from_records
 
 TRAIN_CONFIG_NAMES = {"method", "learning_rate", "batch_size", "epochs", "lora_r", "lora_alpha", "lr_scheduler"}
@@ -97,7 +97,7 @@ def test_shipped_train_size_falls_back_to_the_nearest_measured_size(tmp_path) ->
 def test_shipped_table_is_found_beside_its_preset(tmp_path) -> None:
     import yaml
 
-    from staytuned.recommend import shipped_table
+    from staytuned.recommendations import shipped_table
 
     preset = tmp_path / "tiny.yaml"
     preset.write_text(yaml.safe_dump({"source": {"table_file": "tiny.csv"},
@@ -114,7 +114,7 @@ def test_shipped_table_is_found_beside_its_preset(tmp_path) -> None:
 
 def test_smollm2_study_recommendations_ship_with_their_table() -> None:
     """What `staytuned recommend --model smollm2-135m` shows on a fresh machine: our own study."""
-    from staytuned.recommend import shipped_table
+    from staytuned.recommendations import shipped_table
     from staytuned.results import load_results
 
     got = recommend(model="HuggingFaceTB/SmolLM2-135M-Instruct")
@@ -131,3 +131,19 @@ def test_smollm2_study_recommendations_ship_with_their_table() -> None:
         top = [r for r in recs if (r.method, r.train_size) == (method, size)]
         assert [r.source["config_id"] for r in sorted(top, key=lambda r: r.rank)] == \
             rank(mx).config_ids[: len(top)]  # the shipped ranking is the table's CBS ranking
+
+
+def test_public_names_stay_objects_after_their_modules_are_imported():
+    # A submodule named like a public function (staytuned/recommend.py) made
+    # `from staytuned import recommend` return the module once anything had imported it.
+    import importlib
+    import types
+
+    import staytuned
+
+    for name, module in staytuned._LAZY.items():
+        importlib.import_module(module)
+        assert not isinstance(getattr(staytuned, name), types.ModuleType), name
+    from staytuned import recommend
+
+    assert callable(recommend)

@@ -97,7 +97,7 @@ def test_simulate_cli_json(run_cli, tmp_path):
 def test_cbs_adaptive_starts_from_the_table_shipped_with_a_models_recommendations(run_cli, tmp_path, monkeypatch):
     import yaml
 
-    from staytuned import recommend
+    import staytuned.recommendations as recommendations
 
     res = run_cli("grid", "--tasks", "a,b,c", "--models", "m", "--train-sizes", "10,100", "--trial-fn", SYNTH,
                   "-q", "--name", "g")
@@ -107,8 +107,8 @@ def test_cbs_adaptive_starts_from_the_table_shipped_with_a_models_recommendation
     preset.write_text(yaml.safe_dump({"source": {"table_file": "shipped.csv"}, "models": {"m": {"aliases": ["org/M"]}},
                                       "recommendations": [{"model": "m", "method": "lora", "train_size": 10, "rank": 1,
                                                            "config": {"learning_rate": 1e-3}}]}))
-    shipped = recommend._preset_files
-    monkeypatch.setattr(recommend, "_preset_files", lambda extra=(): shipped([preset, *extra]))
+    shipped = recommendations._preset_files
+    monkeypatch.setattr(recommendations, "_preset_files", lambda extra=(): shipped([preset, *extra]))
     # no --cbs-table; the table holds two train sizes: the nearest to 20 (10) is ranked
     res = run_cli("tune", "--task", "d", "--model", "org/M", "--space", "preset:demo", "--strategy", "cbs-adaptive",
                   "--train-size", "20", "--trials", "2", "--trial-fn", SYNTH, "-q", "--json", "o.json")

@@ -154,14 +154,14 @@ def test_cbs_adaptive_two_workers_plan_distinct_configs(tmp_path, monkeypatch):
 def test_shipped_offline_takes_the_largest_size_for_the_whole_train_split(tmp_path, monkeypatch):
     import yaml
 
-    from staytuned import recommend
+    import staytuned.recommendations as recommendations
     from staytuned.search.runner import shipped_offline
 
     recs = [{"model": "tiny-x", "method": "lora", "train_size": size, "rank": 1,
              "config": {"learning_rate": lr}} for size, lr in ((100, 1e-4), (1000, 1e-3))]
     preset = tmp_path / "tiny.yaml"
     preset.write_text(yaml.safe_dump({"models": {"tiny-x": {}}, "recommendations": recs}))
-    shipped = recommend._preset_files
-    monkeypatch.setattr(recommend, "_preset_files", lambda extra=(): shipped([preset, *extra]))
+    shipped = recommendations._preset_files
+    monkeypatch.setattr(recommendations, "_preset_files", lambda extra=(): shipped([preset, *extra]))
     assert shipped_offline("tiny-x", "lora", None).ranked == ({"learning_rate": 1e-3},)
     assert shipped_offline("tiny-x", "lora", 150).ranked == ({"learning_rate": 1e-4},)

@@ -197,7 +197,7 @@ def _slice(t: Any, model: str | None, method: str | None, train_size: str | None
     if model is None and method is None and train_size is None:
         return t
     if model is not None and t.model is not None:
-        from staytuned.recommend import _match_model
+        from staytuned.recommendations import _match_model
 
         model = _match_model(t, model)
     return t.slice(model=model, method=method, train_size=train_size)
@@ -361,7 +361,7 @@ def recommend_cmd(
 ) -> None:
     """Recommended HP configs for a model / method / train size: shipped (with provenance) or CBS on a results table."""
     with cli_errors():
-        from staytuned.recommend import recommend
+        from staytuned.recommendations import recommend
 
         _check_out_path(Path(json_path) if json_path else None, (), "--json")
         _check_out_path(yaml_path, (".yaml", ".yml"), "--yaml")

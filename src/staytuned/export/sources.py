@@ -126,7 +126,7 @@ def storage_url(storage: str) -> str:
 
 def config_from_recommendation(ref: str, rank: int = 1) -> tuple[dict[str, Any], str]:
     """A shipped recommendation, ``MODEL/METHOD`` (model names and aliases as `staytuned recommend`)."""
-    from staytuned.recommend import recommend
+    from staytuned.recommendations import recommend
 
     model, _, method = ref.rpartition("/")
     if not model or not method:

@@ -68,7 +68,7 @@ def check_configs(configs: list[dict[str, Any]], source: str) -> None:
 
 def shipped_offline(model: str | None, method: str | None, train_size: int | None) -> OfflineSource:
     """The shipped recommendations (CBS engineer's presets) as a ranked list, nearest slice first."""
-    from staytuned.recommend import recommend
+    from staytuned.recommendations import recommend
     from staytuned.results import nearest_size
 
     try:
@@ -113,7 +113,7 @@ def prepare_spec(spec: StudySpec, *, cbs_table: str | None = None) -> StudySpec:
             offline = offline_from_table(cbs_table, model=spec.model, method=ctx["method"],
                                          train_size=spec.settings.train_size)
         elif spec.strategy == "cbs-adaptive":
-            from staytuned.recommend import resolve_model, shipped_table
+            from staytuned.recommendations import resolve_model, shipped_table
 
             table = shipped_table(spec.model)
             if table is None:
