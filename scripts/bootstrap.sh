@@ -12,6 +12,9 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 need_apt=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# Debian splits venv/ensurepip out of python3 (python3-venv / python3.11-venv).
+[ -x .venv/bin/python ] || "$PY" -c "import ensurepip, venv" 2>/dev/null \
+  || need_apt+=("python$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')-venv")
 if [ ${#need_apt[@]} -gt 0 ] && [ "${STAYTUNED_NO_APT:-0}" != 1 ]; then
   if [ "$(id -u)" = 0 ]; then
     log "apt-get install ${need_apt[*]}"
