@@ -19,8 +19,13 @@ if [ ${#need_apt[@]} -gt 0 ] && [ "${STAYTUNED_NO_APT:-0}" != 1 ]; then
   if [ "$(id -u)" = 0 ]; then
     log "apt-get install ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+    apt-get update -qq >/dev/null || log "apt-get update failed; trying the install anyway"
+    # One at a time: a package this distribution lacks (Ubuntu ships chromium only as a snap)
+    # skips its tests instead of stopping the setup.
+    for pkg in "${need_apt[@]}"; do
+      apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null \
+        || log "could not install $pkg; the tests that need it will be skipped"
+    done
   else
     log "not root: skipping apt packages ${need_apt[*]} (their tests will be skipped)"
   fi
