@@ -120,6 +120,16 @@ def test_recommend_shipped(tmp_path: Path) -> None:
     assert "no shipped recommendation" in res.output and "mistral-7b" in res.output and "llama-3-8b" in res.output
 
 
+def test_recommend_cites_our_study_without_an_arxiv_id() -> None:
+    res = invoke("recommend", "--model", "smollm2-135m", "--method", "lora")
+    assert res.exit_code == 0, res.output
+    from staytuned.recommendations import recommend
+
+    src = recommend(model="smollm2-135m", method="lora").recommendations[0].source
+    assert f"staytuned-smollm2-study ({len(src['datasets'])} datasets, {src['n_configs']} configs)" in res.output
+    assert "arXiv ?" not in res.output
+
+
 def test_recommend_from_table(table: Path) -> None:
     res = invoke("recommend", table, "--k", "2", "--json", "-")
     assert res.exit_code == 0, res.output

@@ -389,6 +389,16 @@ def recommend_cmd(
             tmp.replace(yaml_path)
 
 
+def _cite(source: dict[str, Any]) -> str:
+    """Where a shipped recommendation comes from, in one short line."""
+    if source.get("arxiv"):
+        return f"{source.get('authors', '')} {source.get('year', '')}, arXiv {source['arxiv']}".strip()
+    text = str(source.get("id") or source.get("title") or source.get("file") or "shipped")
+    if source.get("datasets"):
+        text += f" ({len(source['datasets'])} datasets, {source.get('n_configs', '?')} configs)"
+    return text
+
+
 def _print_recommendations(recs: Any) -> None:
     tab = Table(title="Recommended configurations" + (" (shipped)" if recs.origin == "shipped" else f" (CBS on {recs.origin})"))
     for col in ("model", "method", "train size", "rank", "config"):
@@ -396,8 +406,7 @@ def _print_recommendations(recs: Any) -> None:
     from_table = recs.origin != "shipped"
     tab.add_column("coverage" if from_table else "source")
     for r in recs.recommendations:
-        src = (f"{r.coverage:.0%} (best-of-k {r.mean_best_of_k:.3f})" if from_table
-               else f"{r.source.get('authors', '')} {r.source.get('year', '')}, arXiv {r.source.get('arxiv', '?')}")
+        src = f"{r.coverage:.0%} (best-of-k {r.mean_best_of_k:.3f})" if from_table else _cite(r.source)
         tab.add_row(r.model, str(r.method), "-" if r.train_size is None else str(r.train_size), str(r.rank),
                     _hps_text(r.config), src)
     out.print(tab)
