@@ -372,6 +372,8 @@ def section_noise(full_table, table) -> str:
 
 
 def _hp_level_key(v):
+    """Numeric levels in numeric order, then the others; a zipped level sorts by its first value."""
+    v = v[0] if isinstance(v, tuple) else v
     return (0, float(v), "") if isinstance(v, (int, float)) else (1, 0.0, str(v))
 
 
@@ -398,8 +400,7 @@ def section_hp_effects(table) -> str:
             if len(levels) < 2:
                 continue
             cells = []
-            for key, idx in sorted(levels.items(), key=lambda kv: _hp_level_key(kv[0]) if not isinstance(kv[0], tuple)
-                                   else (0, float(kv[0][0]), "")):
+            for key, idx in sorted(levels.items(), key=lambda kv: _hp_level_key(kv[0])):
                 per_d = _nanmean_rows(norm[idx].T)  # dataset -> mean over the level's configs
                 label = "/".join(f"{x:g}" for x in key) if isinstance(key, tuple) else (
                     f"{key:g}" if isinstance(key, (int, float)) else str(key))
