@@ -55,3 +55,18 @@ def test_spearman_gives_ties_their_average_rank(analyze):
     assert analyze._spearman(a, np.array([1.0, 2.0, 3.0, 4.0])) == pytest.approx(
         analyze._spearman(a[::-1], np.array([4.0, 3.0, 2.0, 1.0])))
     assert np.isnan(analyze._spearman(np.array([1.0, 1.0, 1.0]), np.array([1.0, 2.0, 3.0])))
+
+
+def test_cells_still_running_are_left_out_until_whole(analyze):
+    ids = {"full": {"a", "b"}, "lora": {"x"}}
+
+    def row(method, dataset, cid, size="100"):
+        return {"method": method, "dataset": dataset, "config_id": cid, "train_size": size}
+
+    rows = [row("full", "sst2", "a"), row("full", "sst2", "b"),  # whole
+            row("full", "squad", "a"),  # 1 of 2 configs so far
+            row("lora", "squad", "x"),  # whole (the other method's cell)
+            row("full", "trec", "a", size="1000")]  # size 1000 runs picks, never a whole grid
+    kept, notes = analyze.drop_incomplete_cells(rows, ids)
+    assert kept == [rows[0], rows[1], rows[3], rows[4]]
+    assert notes == ["squad (full: 1 of 2 configs)"]
