@@ -76,14 +76,13 @@ def drop_incomplete_cells(rows: list[Row], ids: dict[str, set[str]]) -> tuple[li
 
     A half-run cell would rank configs on the datasets they happened to reach (and drop a slice's
     shipped recommendations mid-study), so the analysis waits until the cell is whole. Returns
-    the kept rows and a note per dropped cell.
+    the kept rows and a note per dropped cell; ``rows`` hold runs of grid configs only.
     """
     ran: dict[tuple[str, str], set[str]] = {}
     for r in rows:
         if r["train_size"] == "100":
             ran.setdefault((r["method"], r["dataset"]), set()).add(r["config_id"])
-    partial = {cell: len(have & ids.get(cell[0], set())) for cell, have in ran.items()
-               if not ids.get(cell[0], set()) <= have}
+    partial = {cell: len(have) for cell, have in ran.items() if not ids[cell[0]] <= have}
     kept = [r for r in rows if r["train_size"] != "100" or (r["method"], r["dataset"]) not in partial]
     notes = [f"{d} ({m}: {n} of {len(ids[m])} configs)" for (m, d), n in sorted(partial.items())]
     return kept, notes
