@@ -207,11 +207,10 @@ def section_loo(table, full_table, slices, base) -> str:
            "(within 1% of the best).\n"]
     for method, size in slices:
         mx = table.slice(model=MODEL, method=method, train_size=size).score_matrix()
-        complete = len(complete_datasets(table, method, size))
         gaps = loo_points(mx, baseline_scores(full_table, method, size, base[method]))
         rows = [[name, *[pts(g) for g in gaps[name]]] for name in gaps]
         out.append(f"**{method}, train size {size}** ({len(mx.config_ids)} configs, "
-                   f"{len(mx.datasets)} datasets, {complete} with every planned config run)\n")
+                   f"{len(mx.datasets)} datasets)\n")
         out.append(md_table(["points below best", *[f"k={k}" for k in range(1, K + 1)]], rows))
         path = OUT / f"evaluate-{method}-{size}.json"
         if path.is_file():
@@ -455,39 +454,17 @@ def section_cost(base: dict[str, dict[str, str]]) -> str:
             + md_table(["method", "train size", "task", "runs of", "runs", "mean s/run", "CPU h"], rows))
 
 
-def planned(method: str, size: int, dataset: str) -> set[str] | None:
-    """Config ids the study runs on this cell (run_chunk.sh's spaces); None when not decided yet."""
-    gen = "" if dataset in CLASSIFICATION else "-gen"
-    name = f"{method}.yaml" if int(size) == 100 else f"{method}-1000{gen}.yaml"
-    path = HERE / "spaces" / name
-    if not path.is_file():
-        return None
-    return {config_id(c) for c in load_space(str(path)).grid({"method": method})}
-
-
-def complete_datasets(table, method: str, size: int) -> list[str]:
-    """Datasets on which every config planned for the cell has run (ok or failed)."""
-    mx = table.slice(model=MODEL, method=method, train_size=size).score_matrix()
-    ran = ~np.isnan(mx.scores) | mx.failed
-    out = []
-    for j, d in enumerate(mx.datasets):
-        have = {c for i, c in enumerate(mx.config_ids) if ran[i, j]}
-        want = planned(method, size, d) or set(mx.config_ids)
-        if want <= have:
-            out.append(d)
-    return out
-
-
 def write_preset(table, slices) -> None:
-    """Ship the recommendations of the slices whose grid is complete on 3 datasets or more."""
+    """Ship the recommendations of the slices ranked on 3 datasets or more (grid.csv holds whole
+    cells only, see drop_incomplete_cells)."""
     recs = []
     shipped: set[tuple[str, str]] = set()
     for method, size in slices:
         path = OUT / f"recommend-{method}-{size}.yaml"
         mx = table.slice(model=MODEL, method=method, train_size=size).score_matrix()
-        done = complete_datasets(table, method, size)
-        if len(done) < 3 or len(done) < len(mx.datasets):
-            continue  # a partial grid would rank configs on the datasets they happened to reach
+        done = list(mx.datasets)
+        if len(done) < 3:
+            continue
         shipped.add((method, str(size)))
         if path.is_file():
             for r in yaml.safe_load(path.read_text())["recommendations"]:

@@ -45,7 +45,7 @@ def test_study_pipeline_on_synthetic_trials(tmp_path):
     for heading in ("Leave-one-dataset-out", "LoRA vs full", "Seed-to-seed noise", "Effect of each HP", "Cost"):
         assert heading in text
     assert "TRL+PEFT defaults" in text and "LLaMA-Factory example" in text and "TRL defaults" in text
-    assert "**lora, train size 100** (24 configs, 3 datasets, 3 with every planned config run)" in text
+    assert "**lora, train size 100** (24 configs, 3 datasets)" in text
     # CBS ranks the grid only: the tool defaults are a baseline row, the seed-1 repeats measure noise.
     loo = text.split("### LoRA vs full")[0]
     assert "| TRL+PEFT defaults |" in loo and "| LLaMA-Factory example |" in loo and "| TRL defaults |" in loo
