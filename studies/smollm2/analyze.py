@@ -161,31 +161,38 @@ def _nanmean_rows(a: np.ndarray) -> np.ndarray:
     return np.where(cnt > 0, np.nansum(a, axis=1) / np.maximum(cnt, 1), np.nan)
 
 
+def held_out_column(mx, j: int) -> np.ndarray | None:
+    """Dataset ``j``'s scores x 100 with failed runs at its worst grid score (as ``staytuned cbs``
+    counts them) and NaN where a config has not run; None under 2 scored configs."""
+    col = mx.scores[:, j] * 100
+    if (~np.isnan(col)).sum() == 0:
+        return None
+    col[mx.failed[:, j]] = np.nanmin(col)
+    return col if (~np.isnan(col)).sum() >= 2 else None
+
+
+def held_out_orders(mx, held_out: str) -> dict[str, list[int]]:
+    """CBS's and best-average's config order (row indices of ``mx``), ranked without ``held_out``."""
+    sub = mx.subset(datasets=[x for x in mx.datasets if x != held_out])
+    return {
+        "CBS": [mx.config_ids.index(c) for c in rank(sub).config_ids],
+        "best-average": [int(i) for i in tiebreak_order(_nanmean_rows(sub.normalized), sub.natural_rank)],
+    }
+
+
 def loo_points(mx, baselines: dict[str, dict[str, float]]) -> dict[str, list[float]]:
     """Leave-one-dataset-out mean gap to the per-dataset best of the grid (in points), k = 1..K.
 
     ``baselines``: label -> {dataset: score x 100, NaN when the run failed} of fixed configs
     outside the grid (a fixed config ignores k). A failed run counts as the dataset's worst grid
     score, as in ``staytuned cbs``; a config not run on a dataset is skipped there."""
-    scores = mx.scores * 100
     gaps: dict[str, list[list[float]]] = defaultdict(list)
     for j, d in enumerate(mx.datasets):
-        col = scores[:, j].copy()
-        if np.isnan(col).all():
+        col = held_out_column(mx, j)
+        if col is None:
             continue
-        worst = np.nanmin(col)
-        col[mx.failed[:, j]] = worst
-        ok = ~np.isnan(col)
-        if ok.sum() < 2:
-            continue
-        best = np.nanmax(col)
-        rest = [x for x in mx.datasets if x != d]
-        sub = mx.subset(datasets=rest)
-        orders = {
-            "CBS": [mx.config_ids.index(c) for c in rank(sub).config_ids],
-            "best-average": [int(i) for i in tiebreak_order(_nanmean_rows(sub.normalized), sub.natural_rank)],
-        }
-        for name, order in orders.items():
+        ok, worst, best = ~np.isnan(col), np.nanmin(col), np.nanmax(col)
+        for name, order in held_out_orders(mx, d).items():
             order = [i for i in order if ok[i]]
             gaps[name].append([best - max(col[order[:k]]) for k in range(1, K + 1)])
         gaps["random"].append([best - expected_best_of_random(col[ok], k) for k in range(1, K + 1)])
@@ -219,6 +226,47 @@ def section_loo(table, full_table, slices, base) -> str:
                              zip(c["mean_best_of_k"], c["solved_fraction"], strict=True)]]
                     for name, c in data["methods"].items() if name != "oracle"]
             out.append("\n" + md_table(["normalized (solved)", *[f"k={k}" for k in range(1, K + 1)]], rows))
+        out.append("")
+    return "\n".join(out)
+
+
+def short_config(hps: dict) -> str:
+    """A grid config in a few words: the HPs the study's grids vary."""
+    lr = f"{hps['learning_rate']:.0e}".replace("e-0", "e-")  # 1e-4, as the README writes it
+    parts = [f"lr {lr}", str(hps.get("lr_scheduler", "")),
+             f"batch {hps['batch_size']}", f"{hps['epochs']:g} ep"]
+    if "lora_r" in hps:
+        parts.append(f"r {hps['lora_r']}/α {hps['lora_alpha']}")
+    return ", ".join(p for p in parts if p)
+
+
+def loo_picks(mx) -> list[list[str]]:
+    """Per held-out dataset: its best grid config, and CBS's and best-average's top 1 ranked
+    without it, each with its score there; then the HPs in which the two top 1 differ."""
+    rows = []
+    for j, d in enumerate(mx.datasets):
+        col = held_out_column(mx, j)
+        if col is None:
+            continue
+        picks = [int(np.nanargmax(col))]
+        picks += [next(i for i in order if not np.isnan(col[i])) for order in held_out_orders(mx, d).values()]
+        a, b = mx.hps[picks[1]], mx.hps[picks[2]]
+        differ = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+        rows.append([d, *[f"{pts(col[i])}: {short_config(mx.hps[i])}" for i in picks],
+                     ", ".join(differ) if differ else "same config"])
+    return rows
+
+
+def section_loo_picks(table, slices) -> str:
+    out = ["### What the top 1 is on each held-out dataset\n",
+           "The configs behind the k=1 column above: the held-out dataset's best grid config, and the "
+           "top 1 of CBS and of best-average ranked on the other datasets, each with its score "
+           "(x 100) on the held-out dataset.\n"]
+    for method, size in slices:
+        mx = table.slice(model=MODEL, method=method, train_size=size).score_matrix()
+        out.append(f"**{method}, train size {size}**\n")
+        out.append(md_table(["held out", "best", "CBS top 1", "best-average top 1", "the two top 1 differ in"],
+                            loo_picks(mx)))
         out.append("")
     return "\n".join(out)
 
@@ -544,6 +592,7 @@ def main() -> None:
            if partial else "")
         + "\n",
         section_loo(table, full_table, slices, base),
+        section_loo_picks(table, slices),
         section_methods(table, full_table, base),
         section_sizes(table),
         section_noise(full_table, table),

@@ -70,3 +70,17 @@ def test_cells_still_running_are_left_out_until_whole(analyze):
     kept, notes = analyze.drop_incomplete_cells(rows, ids)
     assert kept == [rows[0], rows[1], rows[3], rows[4]]
     assert notes == ["squad (full: 1 of 2 configs)"]
+
+
+def test_loo_picks_rank_without_the_held_out_dataset(analyze):
+    # Without d4, CBS takes c1 (within 1% of the best on d1 and d2) and best-average takes c2
+    # (good everywhere); with d4 counted, c2 would cover two datasets too and win CBS's tie-break.
+    hp = {"learning_rate": 1e-4, "lr_scheduler": "linear", "batch_size": 8, "epochs": 3.0}
+    mx = ScoreMatrix.from_dense(
+        [[0.9, 0.9, 0.1, 0.2], [0.85, 0.85, 0.8, 0.7], [0.5, 0.5, 0.5, 0.4]],
+        datasets=["d1", "d2", "d3", "d4"],
+        hps=[hp, {**hp, "lr_scheduler": "cosine"}, {**hp, "learning_rate": 1e-5}])
+    rows = {r[0]: r[1:] for r in analyze.loo_picks(mx)}
+    assert set(rows) == {"d1", "d2", "d3", "d4"}
+    assert rows["d4"] == ["70.0: lr 1e-4, cosine, batch 8, 3 ep", "20.0: lr 1e-4, linear, batch 8, 3 ep",
+                          "70.0: lr 1e-4, cosine, batch 8, 3 ep", "lr_scheduler"]

@@ -42,7 +42,8 @@ def test_study_pipeline_on_synthetic_trials(tmp_path):
     subprocess.run([sys.executable, str(STUDY / "analyze.py"), "--db", str(db), "--into", str(out)],
                    check=True, cwd=REPO, capture_output=True)
     text = (out / "RESULTS.md").read_text()
-    for heading in ("Leave-one-dataset-out", "LoRA vs full", "Seed-to-seed noise", "Effect of each HP", "Cost"):
+    for heading in ("Leave-one-dataset-out", "What the top 1 is", "LoRA vs full", "Seed-to-seed noise",
+                    "Effect of each HP", "Cost"):
         assert heading in text
     assert "TRL+PEFT defaults" in text and "LLaMA-Factory example" in text and "TRL defaults" in text
     assert "**lora, train size 100** (24 configs, 3 datasets)" in text
