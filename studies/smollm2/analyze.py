@@ -139,6 +139,11 @@ def pts(x: float) -> str:
     return f"{x:.1f}".replace("-0.0", "0.0")
 
 
+def _num(x: float) -> str:
+    """1e-4 and 3e-5 as the README writes them; 16 and 0.5 as they are."""
+    return f"{x:.0e}".replace("e-0", "e-") if 0 < abs(x) < 0.01 else f"{x:g}"
+
+
 def md_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -232,8 +237,7 @@ def section_loo(table, full_table, slices, base) -> str:
 
 def short_config(hps: dict) -> str:
     """A grid config in a few words: the HPs the study's grids vary."""
-    lr = f"{hps['learning_rate']:.0e}".replace("e-0", "e-")  # 1e-4, as the README writes it
-    parts = [f"lr {lr}", str(hps.get("lr_scheduler", "")),
+    parts = [f"lr {_num(hps['learning_rate'])}", str(hps.get("lr_scheduler", "")),
              f"batch {hps['batch_size']}", f"{hps['epochs']:g} ep"]
     if "lora_r" in hps:
         parts.append(f"r {hps['lora_r']}/α {hps['lora_alpha']}")
@@ -437,7 +441,7 @@ def section_noise(full_table, table) -> str:
             "Per-run noise = RMS of the difference / sqrt(2); for scale, the sd of the grid's "
             "configs within a dataset (seed 0, the same datasets); and the rank correlation "
             "(Spearman) of the re-run configs between the two seeds, mean over datasets.\n\n"
-            + md_table(["method", "pairs", "mean |diff|", "max |diff|", "per-run sd", "sd across configs",
+            + md_table(["method", "pairs", "mean abs diff", "max abs diff", "per-run sd", "sd across configs",
                         "Spearman seed 0 vs 1"], rows))
 
 
@@ -447,39 +451,75 @@ def _hp_level_key(v):
     return (0, float(v), "") if isinstance(v, (int, float)) else (1, 0.0, str(v))
 
 
+def _level_label(key) -> str:
+    if isinstance(key, tuple):
+        return "/".join(_num(x) for x in key)
+    return _num(key) if isinstance(key, (int, float)) else str(key)
+
+
+def hp_factors(mx) -> dict[str, list[str]]:
+    """Factor name -> the HPs it sets; the LoRA grid steps r and alpha together (one factor)."""
+    names = sorted({k for h in mx.hps for k in h} - {"max_seq_length", "precision", "method", "warmup_ratio"})
+    if "lora_r" in names and "lora_alpha" in names:
+        names = [n for n in names if n not in ("lora_r", "lora_alpha")] + ["lora_r/lora_alpha"]
+    return {n: n.split("/") for n in names}
+
+
+def paired_steps(mx, parts: list[str]) -> list[tuple[str, str, np.ndarray]]:
+    """Per step between adjacent levels of one factor: the score differences (points, high level
+    minus low) of config pairs that differ in that factor only, over every dataset both ran."""
+    by_rest: dict[frozenset, dict[object, int]] = defaultdict(dict)
+    for i, h in enumerate(mx.hps):
+        if all(p in h for p in parts):
+            key = h[parts[0]] if len(parts) == 1 else tuple(h[p] for p in parts)
+            by_rest[frozenset((k, v) for k, v in h.items() if k not in parts)][key] = i
+    levels = sorted({k for g in by_rest.values() for k in g}, key=_hp_level_key)
+    out = []
+    for lo, hi in zip(levels, levels[1:]):
+        d = [mx.scores[g[hi]] - mx.scores[g[lo]] for g in by_rest.values() if lo in g and hi in g]
+        if d:
+            flat = np.concatenate(d) * 100
+            out.append((_level_label(lo), _level_label(hi), flat[~np.isnan(flat)]))
+    return out
+
+
 def section_hp_effects(table) -> str:
-    """Mean normalized score per level of each HP: per dataset over the configs at that level,
-    then over datasets, so every dataset weighs the same."""
-    rows = []
+    """Mean normalized score per level of each HP (per dataset over the configs at that level,
+    then over datasets, so every dataset weighs the same); then paired differences."""
+    rows, paired = [], []
     for method in ("lora", "full"):
         try:
             mx = table.slice(model=MODEL, method=method, train_size=100).score_matrix()
         except Exception:
             continue
         norm = mx.normalized
-        names = sorted({k for h in mx.hps for k in h} - {"max_seq_length", "precision", "method", "warmup_ratio"})
-        if "lora_r" in names and "lora_alpha" in names:  # zipped in the LoRA grid: one factor
-            names = [n for n in names if n not in ("lora_r", "lora_alpha")] + ["lora_r/lora_alpha"]
-        for hp in names:
-            parts = hp.split("/")
+        for hp, parts in hp_factors(mx).items():
             levels: dict[object, list[int]] = defaultdict(list)
             for i, h in enumerate(mx.hps):
                 if all(p in h for p in parts):
-                    key = h[parts[0]] if len(parts) == 1 else tuple(h[p] for p in parts)
-                    levels[key].append(i)
+                    levels[h[parts[0]] if len(parts) == 1 else tuple(h[p] for p in parts)].append(i)
             if len(levels) < 2:
                 continue
             cells = []
             for key, idx in sorted(levels.items(), key=lambda kv: _hp_level_key(kv[0])):
                 per_d = _nanmean_rows(norm[idx].T)  # dataset -> mean over the level's configs
-                label = "/".join(f"{x:g}" for x in key) if isinstance(key, tuple) else (
-                    f"{key:g}" if isinstance(key, (int, float)) else str(key))
-                cells.append(f"{label}: {np.nanmean(per_d):.2f}")
+                cells.append(f"{_level_label(key)}: {np.nanmean(per_d):.2f}")
             rows.append([method, hp, ", ".join(cells)])
-    return ("### Effect of each HP (train size 100)\n\nMean normalized score (1 = best config of the "
+            for lo, hi, d in paired_steps(mx, parts):
+                if len(d):
+                    paired.append([method, hp, f"{lo} → {hi}", str(len(d)), f"{d.mean():+.1f}",
+                                   pts(float(np.abs(d).mean())), f"{(d > 0).mean():.0%}"])
+    text = ("### Effect of each HP (train size 100)\n\nMean normalized score (1 = best config of the "
             "dataset, 0 = worst) of the grid configs at each level: averaged per dataset, then over "
             "datasets. The LoRA grid steps r and alpha together.\n\n"
             + md_table(["method", "HP", "level: mean normalized score"], rows))
+    if paired:
+        text += ("\n\nPaired: configs that differ in this HP only, run with the same seed (same "
+                 "training rows, order and validation rows), one pair per dataset. The LoRA grid is "
+                 "a half fraction, so its two-level HPs never differ alone.\n\n"
+                 + md_table(["method", "HP", "step", "pairs", "mean diff (points)", "mean abs diff",
+                             "share where the step helps"], paired))
+    return text
 
 
 def section_cost(base: dict[str, dict[str, str]]) -> str:

@@ -84,3 +84,17 @@ def test_loo_picks_rank_without_the_held_out_dataset(analyze):
     assert set(rows) == {"d1", "d2", "d3", "d4"}
     assert rows["d4"] == ["70.0: lr 1e-4, cosine, batch 8, 3 ep", "20.0: lr 1e-4, linear, batch 8, 3 ep",
                           "70.0: lr 1e-4, cosine, batch 8, 3 ep", "lr_scheduler"]
+
+
+def test_paired_steps_compare_configs_that_differ_in_one_hp_only(analyze):
+    # lr x scheduler, full factorial, 2 datasets; c5 (lr 1e-3, cosine) has no linear twin.
+    hps = [{"learning_rate": lr, "lr_scheduler": s} for lr, s in
+           [(1e-4, "linear"), (1e-4, "cosine"), (1e-3, "linear"), (3e-4, "cosine"), (1e-3, "cosine")]]
+    mx = ScoreMatrix.from_dense(
+        [[0.5, 0.6], [0.4, np.nan], [0.7, 0.9], [0.45, 0.5], [0.6, 0.55]], datasets=["d1", "d2"], hps=hps)
+    steps = {(lo, hi): d.tolist() for lo, hi, d in analyze.paired_steps(mx, ["lr_scheduler"])}
+    # cosine -> linear at lr 1e-4 (d2 not run by the cosine config) and at 1e-3
+    assert steps == {("cosine", "linear"): pytest.approx([10.0, 10.0, 35.0])}
+    steps = {(lo, hi): d.tolist() for lo, hi, d in analyze.paired_steps(mx, ["learning_rate"])}
+    # adjacent levels only; linear has no 3e-4 config, so its 1e-4 -> 1e-3 pair is not a step
+    assert steps == {("1e-4", "3e-4"): pytest.approx([5.0]), ("3e-4", "1e-3"): pytest.approx([15.0, 5.0])}
