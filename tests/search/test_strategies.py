@@ -165,3 +165,25 @@ def test_shipped_offline_takes_the_largest_size_for_the_whole_train_split(tmp_pa
     monkeypatch.setattr(recommendations, "_preset_files", lambda extra=(): shipped([preset, *extra]))
     assert shipped_offline("tiny-x", "lora", None).ranked == ({"learning_rate": 1e-3},)
     assert shipped_offline("tiny-x", "lora", 150).ranked == ({"learning_rate": 1e-4},)
+
+
+@pytest.mark.parametrize(("pruner", "per_epoch"), [(None, False), ("median", True)])
+def test_epochs_are_scored_only_when_a_pruner_can_use_them(tmp_path, monkeypatch, pruner, per_epoch):
+    # A per-epoch evaluation costs a full pass over the validation rows (a generation pass on
+    # summarization/QA), so a study without a pruner must not ask for one.
+    import dataclasses
+    import sys
+    import types
+
+    from staytuned.search.synthetic import synthetic_trial
+
+    seen = []
+
+    def probe(*args, on_epoch=None, **kwargs):
+        seen.append(on_epoch is not None)
+        return synthetic_trial(*args, on_epoch=on_epoch, **kwargs)
+
+    monkeypatch.setitem(sys.modules, "staytuned_probe_trial", types.SimpleNamespace(probe=probe))
+    spec = prepare_spec(_spec(tmp_path, "random", n=2, pruner=pruner))
+    tune(dataclasses.replace(spec, trial_fn="staytuned_probe_trial:probe"))
+    assert seen == [per_epoch] * 2

@@ -39,6 +39,14 @@ class TrialSettings:
     eval_test: bool = False  # also score the test split (score_test in the results table)
 
 
+def _prunes(trial: Any) -> bool:
+    """Whether ``trial``'s study can prune (a trial without a study is assumed to)."""
+    import optuna
+
+    pruner = getattr(getattr(trial, "study", None), "pruner", None)
+    return not isinstance(pruner, optuna.pruners.NopPruner)
+
+
 def resolve_trial_fn(ref: str) -> Callable[..., Any]:
     """``"package.module:function"`` -> the function (a string keeps StudySpec picklable)."""
     module, _, name = ref.partition(":")
@@ -94,6 +102,7 @@ class Objective:
 
         def on_epoch(epoch: int, score: float) -> bool:
             # Per-epoch validation scores drive the pruner (median / successive halving ...).
+            # Without one they would only cost: on generation tasks, an evaluation per epoch.
             if score is None or not math.isfinite(float(score)):
                 return False
             trial.report(float(score), int(epoch))
@@ -110,7 +119,8 @@ class Objective:
             result = fn(model=model, task=self.task, config=config,
                         train_size=self.settings.train_size, eval_size=self.settings.eval_size,
                         eval_split=self.settings.eval_split, seed=self.settings.seed,
-                        on_epoch=on_epoch, model_cache=self.model_cache, **extra)
+                        on_epoch=on_epoch if _prunes(trial) else None, model_cache=self.model_cache,
+                        **extra)
             data = result.to_dict() if hasattr(result, "to_dict") else dict(result)
         except InputError:
             raise  # every trial would fail the same way: stop and say why
