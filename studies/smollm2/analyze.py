@@ -465,14 +465,18 @@ def hp_factors(mx) -> dict[str, list[str]]:
     return {n: n.split("/") for n in names}
 
 
+def _level_of(hps: dict, parts: list[str]):
+    """A config's level of one factor: the HP's value, or a tuple for a zipped factor."""
+    return hps[parts[0]] if len(parts) == 1 else tuple(hps[p] for p in parts)
+
+
 def paired_steps(mx, parts: list[str]) -> list[tuple[str, str, np.ndarray]]:
     """Per step between adjacent levels of one factor: the score differences (points, high level
     minus low) of config pairs that differ in that factor only, over every dataset both ran."""
     by_rest: dict[frozenset, dict[object, int]] = defaultdict(dict)
     for i, h in enumerate(mx.hps):
         if all(p in h for p in parts):
-            key = h[parts[0]] if len(parts) == 1 else tuple(h[p] for p in parts)
-            by_rest[frozenset((k, v) for k, v in h.items() if k not in parts)][key] = i
+            by_rest[frozenset((k, v) for k, v in h.items() if k not in parts)][_level_of(h, parts)] = i
     levels = sorted({k for g in by_rest.values() for k in g}, key=_hp_level_key)
     out = []
     for lo, hi in zip(levels, levels[1:]):
@@ -497,7 +501,7 @@ def section_hp_effects(table) -> str:
             levels: dict[object, list[int]] = defaultdict(list)
             for i, h in enumerate(mx.hps):
                 if all(p in h for p in parts):
-                    levels[h[parts[0]] if len(parts) == 1 else tuple(h[p] for p in parts)].append(i)
+                    levels[_level_of(h, parts)].append(i)
             if len(levels) < 2:
                 continue
             cells = []
