@@ -98,3 +98,17 @@ def test_paired_steps_compare_configs_that_differ_in_one_hp_only(analyze):
     steps = {(lo, hi): d.tolist() for lo, hi, d in analyze.paired_steps(mx, ["learning_rate"])}
     # adjacent levels only; linear has no 3e-4 config, so its 1e-4 -> 1e-3 pair is not a step
     assert steps == {("1e-4", "3e-4"): pytest.approx([5.0]), ("3e-4", "1e-3"): pytest.approx([15.0, 5.0])}
+
+
+def test_size_rows_compare_the_picks_at_both_sizes(analyze):
+    # c1 is the top 1, c2 the median; c3 is the best at 100 on sst2 but never re-run at 1000.
+    mx100 = ScoreMatrix.from_dense([[0.80, 0.30], [0.70, 0.20], [0.85, 0.35]], datasets=["sst2", "squad"])
+    c1, c2, c3 = mx100.config_ids
+    mx1000 = ScoreMatrix.from_dense([[0.82], [0.90]], datasets=["sst2"], config_ids=[c1, c2])
+    mx1000_gen = ScoreMatrix.from_dense([[0.40]], datasets=["squad"], config_ids=[c1])
+    picks = {"classification": [c1, c2], "generation": [c1]}
+    (row, same), = analyze.size_rows(mx100, mx1000, picks, "lora")
+    assert row == ["lora", "sst2", "85.0", "80.0", "82.0", "2.0", "70.0", "90.0", "no"]
+    assert same is False  # c1 led at 100, c2 leads at 1000
+    (row, same), = analyze.size_rows(mx100, mx1000_gen, picks, "lora")
+    assert row == ["lora", "squad", "35.0", "30.0", "40.0", "10.0", "–", "–", "–"] and same is None
