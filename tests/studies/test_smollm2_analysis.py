@@ -107,8 +107,8 @@ def test_size_rows_compare_the_picks_at_both_sizes(analyze):
     mx1000 = ScoreMatrix.from_dense([[0.82], [0.90]], datasets=["sst2"], config_ids=[c1, c2])
     mx1000_gen = ScoreMatrix.from_dense([[0.40]], datasets=["squad"], config_ids=[c1])
     picks = {"classification": [c1, c2], "generation": [c1]}
-    (row, same), = analyze.size_rows(mx100, mx1000, picks, "lora")
+    (row, lead), = analyze.size_rows(mx100, mx1000, picks, "lora")
     assert row == ["lora", "sst2", "85.0", "80.0", "82.0", "2.0", "70.0", "90.0", "no"]
-    assert same is False  # c1 led at 100, c2 leads at 1000
-    (row, same), = analyze.size_rows(mx100, mx1000_gen, picks, "lora")
-    assert row == ["lora", "squad", "35.0", "30.0", "40.0", "10.0", "–", "–", "–"] and same is None
+    assert lead == pytest.approx((10.0, -8.0))  # c1 led at 100, c2 leads at 1000
+    (row, lead), = analyze.size_rows(mx100, mx1000_gen, picks, "lora")
+    assert row == ["lora", "squad", "35.0", "30.0", "40.0", "10.0", "–", "–", "–"] and lead is None
