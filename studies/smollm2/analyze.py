@@ -343,9 +343,10 @@ def picks_1000(method: str) -> dict[str, list[str]]:
 
 
 def size_rows(mx100, mx1000, picks: dict[str, list[str]], method: str
-              ) -> list[tuple[list[str], tuple[float, float] | None]]:
+              ) -> list[tuple[list[str], tuple[float, float, float] | None]]:
     """One row per dataset run at 1000: the picks' scores at both sizes and the size-100 best,
-    with the lead of the top 1 over the median at (100, 1000) (None: no pair)."""
+    with (lead of the top 1 over the median at 100, that lead at 1000, median at 1000 minus
+    the best grid config at 100); None where no median was re-run."""
     def at(mx, cid, d):
         if cid not in mx.config_ids or d not in mx.datasets:
             return math.nan
@@ -362,7 +363,7 @@ def size_rows(mx100, mx1000, picks: dict[str, list[str]], method: str
         lead = None
         if len(ids) > 1 and not math.isnan(big[1]) and not math.isnan(small[1]):
             row += [pts(small[1]), pts(big[1]), "yes" if big[0] >= big[1] else "no"]
-            lead = (small[0] - small[1], big[0] - big[1])
+            lead = (small[0] - small[1], big[0] - big[1], big[1] - best100)
         else:
             row += ["–", "–", "–"]
         rows.append((row, lead))
@@ -371,30 +372,41 @@ def size_rows(mx100, mx1000, picks: dict[str, list[str]], method: str
 
 def section_sizes(table) -> str:
     """Train size 100 vs 1000 on the configs re-run at 1000 (pick-1000 in run_chunk.sh)."""
-    rows = []
+    rows, notes = [], []
     for method in ("lora", "full"):
         try:
             mx1000 = table.slice(model=MODEL, method=method, train_size=1000).score_matrix()
             mx100 = table.slice(model=MODEL, method=method, train_size=100).score_matrix()
         except Exception:  # slice not run yet
             continue
-        rows += size_rows(mx100, mx1000, picks_1000(method), method)
+        method_rows = size_rows(mx100, mx1000, picks_1000(method), method)
+        rows += [row for row, _ in method_rows]
+        if note := size_summary([lead for _, lead in method_rows if lead is not None]):
+            notes.append(f"- {method}: {note}")
     if not rows:
         return "### Train size 100 vs 1000\n\nNot run yet."
-    leads = np.array([lead for _, lead in rows if lead is not None]).reshape(-1, 2)
-    same = int(((leads[:, 0] >= 0) == (leads[:, 1] >= 0)).sum())
     return ("### Train size 100 vs 1000\n\n"
             "The CBS top 1 of size 100 (ranked per task type) re-run on 1000 training rows, and on "
             "the classification sets the median config of the rest of that ranking as a "
             "reference; the best of the 24 grid configs at size 100 for scale. Scores x 100 on the "
             "same validation rows.\n\n"
             + md_table(["method", "dataset", "best grid config @100", "top 1 @100", "top 1 @1000",
-                        "gain", "median @100", "median @1000", "top 1 still ahead @1000"],
-                       [row for row, _ in rows])
-            + (f"\n\nThe order of the pair (top 1 vs median) is the same at both sizes on "
-               f"{same} of {len(leads)} classification cells; the top 1 leads the median by "
-               f"{pts(leads[:, 0].mean())} points on average at 100 rows and by "
-               f"{pts(leads[:, 1].mean())} at 1000." if len(leads) else ""))
+                        "gain", "median @100", "median @1000", "top 1 still ahead @1000"], rows)
+            + ("\n\n" + "\n".join(notes) if notes else ""))
+
+
+def size_summary(leads: list[tuple[float, float, float]]) -> str:
+    """One sentence on the (top 1, median) pairs of a method: does the order hold at 1000 rows,
+    how far the top 1 leads, and how often more data alone beats the best tuning at 100."""
+    if not leads:
+        return ""
+    a = np.array(leads)
+    same = int(((a[:, 0] >= 0) == (a[:, 1] >= 0)).sum())
+    return (f"the order of the pair (top 1 vs median) is the same at both sizes on {same} of "
+            f"{len(a)} classification sets; the top 1 leads the median by {pts(a[:, 0].mean())} "
+            f"points on average at 100 rows and by {pts(a[:, 1].mean())} at 1000; the median at "
+            f"1000 rows beats the best grid config at 100 rows on {int((a[:, 2] > 0).sum())} of "
+            f"{len(a)}.")
 
 
 def _avg_ranks(a: np.ndarray) -> np.ndarray:

@@ -109,6 +109,16 @@ def test_size_rows_compare_the_picks_at_both_sizes(analyze):
     picks = {"classification": [c1, c2], "generation": [c1]}
     (row, lead), = analyze.size_rows(mx100, mx1000, picks, "lora")
     assert row == ["lora", "sst2", "85.0", "80.0", "82.0", "2.0", "70.0", "90.0", "no"]
-    assert lead == pytest.approx((10.0, -8.0))  # c1 led at 100, c2 leads at 1000
+    assert lead == pytest.approx((10.0, -8.0, 5.0))  # c1 led at 100, c2 leads at 1000
     (row, lead), = analyze.size_rows(mx100, mx1000_gen, picks, "lora")
     assert row == ["lora", "squad", "35.0", "30.0", "40.0", "10.0", "–", "–", "–"] and lead is None
+
+
+def test_size_summary_counts_per_method(analyze):
+    # Two sets: the top 1 keeps its lead on one, loses it on the other; more data alone beats
+    # the best size-100 config on the second only.
+    note = analyze.size_summary([(10.0, 4.0, -1.0), (6.0, -2.0, 3.0)])
+    assert "same at both sizes on 1 of 2" in note
+    assert "by 8.0 points on average at 100 rows and by 1.0 at 1000" in note
+    assert "beats the best grid config at 100 rows on 1 of 2" in note
+    assert analyze.size_summary([]) == ""
