@@ -122,3 +122,12 @@ def test_size_summary_counts_per_method(analyze):
     assert "by 8.0 points on average at 100 rows and by 1.0 at 1000" in note
     assert "beats the best grid config at 100 rows on 1 of 2" in note
     assert analyze.size_summary([]) == ""
+
+
+def test_lora_vs_full_counts_wins_and_ties_on_shared_datasets(analyze):
+    lora = {"sst2": (94.0, "a"), "trec": (94.5, "b"), "squad": (66.4, "c")}
+    full = {"sst2": (94.0, "d"), "trec": (93.5, "e")}  # squad not run for full: left out
+    rows, wins, ties, mean = analyze.lora_vs_full(lora, full)
+    assert rows == [["sst2", "94.0", "94.0", "0.0"], ["trec", "94.5", "93.5", "1.0"]]
+    assert (wins, ties) == (1, 1) and mean == pytest.approx(0.5)
+    assert analyze.lora_vs_full(lora, {}) is None
