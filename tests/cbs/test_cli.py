@@ -130,6 +130,27 @@ def test_recommend_cites_our_study_without_an_arxiv_id() -> None:
     assert "arXiv ?" not in res.output
 
 
+def test_recommend_table_shows_every_value_uncut() -> None:
+    """On a narrow terminal no HP value is cut with an ellipsis; shared HPs move to the caption."""
+    from staytuned.cli._common import out
+    from staytuned.recommendations import recommend
+
+    recs = recommend(model="smollm2-135m", method="lora", k=3).recommendations
+    width = out.width
+    out.width = 80
+    try:
+        res = invoke("recommend", "--model", "smollm2-135m", "--method", "lora", "--k", "3")
+    finally:
+        out.width = width
+    assert res.exit_code == 0, res.output
+    assert "…" not in res.output
+    text = " ".join(res.output.replace("│", " ").split())
+    for r in recs:
+        assert f"learning_rate={r.config['learning_rate']:g}" in text or \
+            f"learning_rate={r.config['learning_rate']}" in text
+    assert "every rank:" in res.output and "model smollm2-135m, method lora, train size 100" in res.output
+
+
 def test_recommend_from_table(table: Path) -> None:
     res = invoke("recommend", table, "--k", "2", "--json", "-")
     assert res.exit_code == 0, res.output

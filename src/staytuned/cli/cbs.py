@@ -400,15 +400,44 @@ def _cite(source: dict[str, Any]) -> str:
 
 
 def _print_recommendations(recs: Any) -> None:
-    tab = Table(title="Recommended configurations" + (" (shipped)" if recs.origin == "shipped" else f" (CBS on {recs.origin})"))
-    for col in ("model", "method", "train size", "rank", "config"):
-        tab.add_column(col)
+    """A table that fits an 80-column terminal without cutting a value.
+
+    What every row shares (model, method, train size, source, HPs with one value) goes in the
+    title and caption, so the config column shows what tells the ranks apart, folded, not cut.
+    """
+    rows = list(recs.recommendations)
     from_table = recs.origin != "shipped"
-    tab.add_column("coverage" if from_table else "source")
-    for r in recs.recommendations:
-        src = f"{r.coverage:.0%} (best-of-k {r.mean_best_of_k:.3f})" if from_table else _cite(r.source)
-        tab.add_row(r.model, str(r.method), "-" if r.train_size is None else str(r.train_size), str(r.rank),
-                    _hps_text(r.config), src)
+    fields = {
+        "model": [r.model for r in rows],
+        "method": [str(r.method) for r in rows],
+        "train size": ["-" if r.train_size is None else str(r.train_size) for r in rows],
+    }
+    if not from_table:
+        fields["source"] = [_cite(r.source) for r in rows]
+    shared = {k: v[0] for k, v in fields.items() if len(set(v)) == 1}
+    keys = list(dict.fromkeys(k for r in rows for k in r.config))
+    fixed = {k: rows[0].config.get(k) for k in keys
+             if len(rows) > 1 and all(k in r.config and r.config[k] == rows[0].config[k] for r in rows)}
+
+    title = "Recommended configurations" + (" (shipped)" if not from_table else f" (CBS on {recs.origin})")
+    head = ", ".join(f"{k} {v}" for k, v in shared.items() if k != "source" and v != "-")
+    caption = [f"source: {shared['source']}"] if "source" in shared else []
+    if fixed:
+        caption.append("every rank: " + _hps_text(fixed))
+    tab = Table(title=title + (f"\n{head}" if head else ""), caption="\n".join(caption) or None,
+                caption_justify="left")
+    for col in (c for c in fields if c not in shared):
+        tab.add_column(col, overflow="fold")
+    tab.add_column("rank", justify="right")
+    tab.add_column("config", overflow="fold", ratio=3)
+    if from_table:
+        tab.add_column("coverage", overflow="fold")
+    for i, r in enumerate(rows):
+        cells = [v[i] for c, v in fields.items() if c not in shared]
+        cells += [str(r.rank), _hps_text({k: v for k, v in r.config.items() if k not in fixed})]
+        if from_table:
+            cells.append(f"{r.coverage:.0%} (best-of-k {r.mean_best_of_k:.3f})")
+        tab.add_row(*cells)
     out.print(tab)
 
 
