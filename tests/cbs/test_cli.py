@@ -156,6 +156,9 @@ def test_recommend_from_table(table: Path) -> None:
     assert res.exit_code == 0, res.output
     got = json.loads(res.stdout)["recommendations"]
     assert [r["config_id"] for r in got] == ["c2", "c1"]
+    res = invoke("recommend", table, "--k", "2")
+    assert res.exit_code == 0, res.output
+    assert "coverage" in res.output and "None" not in res.output  # a table with no method column
 
 
 def test_cli_imports_stay_light() -> None:

@@ -409,7 +409,7 @@ def _print_recommendations(recs: Any) -> None:
     from_table = recs.origin != "shipped"
     fields = {
         "model": [r.model for r in rows],
-        "method": [str(r.method) for r in rows],
+        "method": ["-" if r.method is None else str(r.method) for r in rows],
         "train size": ["-" if r.train_size is None else str(r.train_size) for r in rows],
     }
     if not from_table:
