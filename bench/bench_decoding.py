@@ -53,7 +53,7 @@ def _processor_step_costs(cases, vocab, batch, generated, rounds=5, calls=20):
     timed in interleaved rounds and the fastest round counts (the least disturbed one)."""
     import torch
 
-    from staytuned.decoding.config import DecodingConfig
+    from staytuned.hparams.decode import DecodingConfig
     from staytuned.decoding.processors import build_processors
 
     ids = torch.randint(0, vocab, (batch, 32 + generated))
@@ -86,7 +86,7 @@ def main() -> int:
     import torch
     import transformers
 
-    from staytuned.decoding.config import DecodingConfig
+    from staytuned.hparams.decode import DecodingConfig
     from staytuned.decoding.hf_backend import HFBackend
 
     transformers.logging.set_verbosity_error()

@@ -28,7 +28,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from staytuned.distributed import run_study_on_ray
+from staytuned.search.executors.ray import run_study_on_ray
 from staytuned.search.objective import TrialSettings
 from staytuned.search.storage import HeartbeatSettings
 from staytuned.search.study import Cell, GridSpec, run_grid_worker

@@ -31,12 +31,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cache = ModelCache()
     # Warm-up: dequantize/load the model and the task once, outside the timings.
-    run_trial("smollm2-135m", "sst2", TrainConfig(precision="fp32"), eval_size=8, eval_only=True, model_cache=cache)
+    run_trial("smollm2-135m", "sst2", TrainConfig(), eval_size=8, eval_only=True, model_cache=cache,
+              precision="fp32")
     runs: dict[str, list[dict[str, float]]] = {"fp32": [], "bf16": []}
     for _ in range(args.repeats):
         for precision in runs:
-            config = TrainConfig(precision=precision, max_seq_length=128)
-            r = run_trial("smollm2-135m", "sst2", config, eval_size=args.rows, eval_only=True, model_cache=cache)
+            config = TrainConfig(max_seq_length=128)
+            r = run_trial("smollm2-135m", "sst2", config, eval_size=args.rows, eval_only=True, model_cache=cache,
+                          precision=precision)
             if r.status != "ok":
                 raise SystemExit(f"{precision}: {r.error}")
             runs[precision].append({"eval_s": r.eval_runtime_s, "accuracy": r.score})
@@ -45,8 +47,9 @@ def main() -> None:
     print("best of repeats: " + ", ".join(f"{p} {s:.2f} s" for p, s in summary.items()))
     trial: dict[str, dict[str, float]] = {}
     for precision in runs:
-        config = TrainConfig(method="lora", precision=precision, epochs=1)
-        r = run_trial("smollm2-135m", "sst2", config, train_size=100, eval_size=100, model_cache=cache)
+        config = TrainConfig(method="lora", epochs=1)
+        r = run_trial("smollm2-135m", "sst2", config, train_size=100, eval_size=100, model_cache=cache,
+                      precision=precision)
         if r.status != "ok":
             raise SystemExit(f"{precision} trial: {r.error}")
         trial[precision] = {"runtime_s": r.runtime_s, "train_tokens_per_s": r.train_tokens_per_s,

@@ -82,7 +82,7 @@ def plain_loop(model, examples, pad_id: int, batch_size: int, epochs: float, lr:
 def run_plain(cache, task, method: str, size: int, cfg) -> dict:
     import torch
 
-    from staytuned.finetune.templates import build_chat_example, completion_suffix
+    from staytuned.tasks import build_chat_example, completion_suffix
     from staytuned.finetune.trainer import encode_pairs
     from staytuned.finetune.trial import _wrap_lora
 
@@ -133,7 +133,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     from staytuned.finetune import ModelCache, TrainConfig, run_trial
     from staytuned.finetune.evaluate import evaluate
-    from staytuned.finetune.tasks import load_task
+    from staytuned.tasks import load_task
 
     task = load_task("sst2")
     cache = ModelCache(device="cpu")
@@ -146,7 +146,7 @@ def main() -> None:
     ev = evaluate(loaded.model, loaded.tokenizer, task, rows, max_seq_length=args.max_seq_length)
     eval_cpu_s = time.process_time() - cpu0
     cpu0 = time.process_time()
-    ev16 = evaluate(loaded.model, loaded.tokenizer, task, rows, max_seq_length=args.max_seq_length, bf16=True)
+    ev16 = evaluate(loaded.model, loaded.tokenizer, task, rows, max_seq_length=args.max_seq_length, precision="bf16")
     eval16_cpu_s = time.process_time() - cpu0
     print(f"eval of {len(rows)} sst2 rows, bf16 autocast: {ev16.runtime_s:.1f} s ({eval16_cpu_s:.1f} CPU s), "
           f"accuracy {ev16.metrics['accuracy']:.3f}", flush=True)

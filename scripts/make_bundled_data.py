@@ -3,8 +3,8 @@
     .venv/bin/python scripts/make_bundled_data.py [--shared ../shared/datasets] [--out DIR]
 
 Deterministic: the same source files give byte-identical output. For each dataset the split is
-loaded with ``staytuned.finetune.tasks.load_task`` (seed 0) and subsampled with
-``staytuned.finetune.tasks.subsample`` (seed 0; stratified by label for classification) to at
+loaded with ``staytuned.tasks.load_task`` (seed 0) and subsampled with
+``staytuned.tasks.subsample`` (seed 0; stratified by label for classification) to at
 most 1000 train / 300 validation / 300 test rows. SQuAD has no train split in ../shared: a train
 split is carved from its validation split, whole articles at a time (``train_fraction=0.5``,
 seed 0), so no article is in both. The source rows carry no article title, but they are ordered
@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from staytuned.finetune.tasks import SPLITS, load_task, subsample  # noqa: E402
+from staytuned.tasks import SPLITS, load_task, subsample  # noqa: E402
 
 OUT = REPO / "src" / "staytuned" / "data"
 

@@ -25,8 +25,8 @@ _LAZY: dict[str, str] = {
     "evaluate": "staytuned.cbs",
     "Ranking": "staytuned.cbs",
     "Evaluation": "staytuned.cbs",
-    "recommend": "staytuned.recommendations",
-    "Recommendation": "staytuned.recommendations",
+    "recommend": "staytuned.cbs",
+    "Recommendation": "staytuned.cbs",
 }
 
 

@@ -129,25 +129,21 @@ def resolve_model(ref: str) -> ModelSpec:
 
 
 def resolve_dtype(dtype: Any = None, device: str | None = None) -> Any:
-    """Map ``None``/"auto"/"fp32"/"bf16"/"fp16" (or a torch dtype) to a torch dtype.
+    """Map ``None``/"auto"/"fp32"/"bf16"/"fp16" (or a torch dtype) to the dtype weights load in.
 
-    "auto" (and ``None``) gives fp32 on CPU and bf16 on GPUs that support it.
+    "auto" (and ``None``) is the ``load_dtype`` of :func:`staytuned.hardware.precision.choose_precision`:
+    bf16 on GPUs that support it, else fp32 (autocast, not the stored weights, runs bf16 on a CPU).
     """
     import torch
 
+    from staytuned.hardware.precision import check_precision, load_dtype
+
     if isinstance(dtype, torch.dtype):
         return dtype
-    name = "auto" if dtype is None else str(dtype).lower().removeprefix("torch.")
+    name = check_precision(str(dtype).lower().removeprefix("torch.") if dtype is not None else None)
     if name == "auto":
-        if device is not None and str(device).startswith("cuda") and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    table = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
-             "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
-    if name not in table:
-        raise InputError("unknown precision", field="precision", value=dtype,
-                         expected="auto, fp32, bf16 or fp16")
-    return table[name]
+        name = load_dtype(name, device)
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 
 def default_device() -> str:

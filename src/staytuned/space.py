@@ -50,53 +50,15 @@ from pathlib import Path
 from typing import Any
 
 from staytuned.errors import InputError
+from staytuned.hparams.schema import CELL_AXES, EXECUTION_SETTINGS, HParam, execution_error, hparams
 
-# TrainConfig hyperparameters (docs/CONTRACTS.md): name -> (python type, allowed values or None).
-TRAIN_HPS: dict[str, tuple[type, tuple[Any, ...] | None]] = {
-    "method": (str, ("lora", "full")),
-    "learning_rate": (float, None),
-    "lr_scheduler": (
-        str,
-        ("linear", "cosine", "constant", "constant_with_warmup", "polynomial", "time_based", "step",
-         "exponential"),
-    ),
-    "warmup_ratio": (float, None),
-    "weight_decay": (float, None),
-    "batch_size": (int, None),
-    "epochs": (float, None),
-    "max_seq_length": (int, None),
-    "optimizer": (str, ("adamw", "sgd", "adafactor")),
-    "seed": (int, None),
-    "lora_r": (int, None),
-    "lora_alpha": (int, None),
-    "lora_dropout": (float, None),
-    "lora_target_modules": (str, None),
-    "time_decay_k": (float, None),
-    "step_size_epochs": (float, None),
-    "step_gamma": (float, None),
-    "exp_gamma": (float, None),
-    "precision": (str, ("auto", "fp32", "bf16")),
-}
-# DecodingConfig hyperparameters (docs/CONTRACTS.md "Decoding").
-DECODE_HPS: dict[str, tuple[type, tuple[Any, ...] | None]] = {
-    "max_new_tokens": (int, None),
-    "do_sample": (bool, None),
-    "temperature": (float, None),
-    "top_k": (int, None),
-    "top_p": (float, None),
-    "min_p": (float, None),
-    "frequency_penalty": (float, None),
-    "presence_penalty": (float, None),
-    "repetition_penalty": (float, None),
-    "stop": (str, None),
-    "seed": (int, None),
-}
+# The declared names a space may search or fix (staytuned.hparams.schema is the one declaration).
+TRAIN_HPS: dict[str, HParam] = hparams("train")
+DECODE_HPS: dict[str, HParam] = hparams("decode")
 # Cell axes that may also be searched (the base model as a categorical hyperparameter).
-AXIS_HPS: dict[str, tuple[type, tuple[Any, ...] | None]] = {"model": (str, None)}
+AXIS_HPS: dict[str, HParam] = {"model": HParam("model", str, None, "Base model.")}
 KINDS = {"train": TRAIN_HPS, "decode": DECODE_HPS}
 PARAM_TYPES = ("float", "int", "categorical")
-# Keys that identify a cell, never part of a config's identity.
-CELL_AXES = ("task", "dataset", "model", "method", "train_size")
 
 
 @dataclass(frozen=True)
@@ -298,9 +260,13 @@ class SearchSpace:
 
 
 def config_id(config: Mapping[str, Any]) -> str:
-    """Stable id of a config: the same HPs give the same id in every cell and process."""
+    """Stable id of a config: the same HPs give the same id in every cell and process.
+
+    Cell axes and execution settings are left out: a config stored by an older version with
+    ``precision`` inside it keeps the id of the same config without it.
+    """
     items = {k: _canon(v) for k, v in sorted(config.items())
-             if k not in CELL_AXES and v is not None}
+             if k not in CELL_AXES and k not in EXECUTION_SETTINGS and v is not None}
     text = json.dumps(items, sort_keys=True, separators=(",", ":"))
     return "c" + hashlib.sha1(text.encode()).hexdigest()[:10]
 
@@ -391,7 +357,7 @@ def parse_space(data: Any, *, source: str = "<memory>") -> SearchSpace:
 
 
 def _parse_points(raw: Any, params: list[Param], fixed: Mapping[str, Any],
-                  hps: dict[str, tuple[type, Any]], source: str) -> tuple[dict[str, Any], ...]:
+                  hps: Mapping[str, HParam], source: str) -> tuple[dict[str, Any], ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list) or not raw or not all(isinstance(p, Mapping) for p in raw):
@@ -484,7 +450,7 @@ def _parse_half_fraction(raw: Any, params: Mapping[str, Param],
     return tuple(raw)
 
 
-def _parse_param(name: str, spec: Mapping[str, Any], hps: dict[str, tuple[type, Any]],
+def _parse_param(name: str, spec: Mapping[str, Any], hps: Mapping[str, HParam],
                  source: str, known: set[str]) -> Param:
     allowed_keys = {"type", "low", "high", "log", "step", "values", "choices", "when"}
     extra = set(spec) - allowed_keys
@@ -495,7 +461,7 @@ def _parse_param(name: str, spec: Mapping[str, Any], hps: dict[str, tuple[type, 
     if ptype not in PARAM_TYPES:
         raise InputError("unknown parameter type", file=source, field=f"{name}.type", value=ptype,
                          expected=" | ".join(PARAM_TYPES))
-    py_type = hps[name][0]
+    py_type = hps[name].type
     when = _parse_when(name, spec.get("when"), source, known)
     if ptype == "categorical":
         choices = spec.get("choices", spec.get("values"))
@@ -535,6 +501,9 @@ def _parse_param(name: str, spec: Mapping[str, Any], hps: dict[str, tuple[type, 
         if log and low <= 0:
             raise InputError("a log-scale parameter needs low > 0", file=source,
                              field=f"{name}.low", value=low)
+        # Every value a sampler may draw must be one a trial accepts.
+        hps[name].check(low, file=source, field=f"{name}.low")
+        hps[name].check(high, file=source, field=f"{name}.high")
         for v in values:
             if not low <= v <= high:
                 raise InputError("grid value outside [low, high]", file=source,
@@ -570,6 +539,8 @@ def _parse_when(name: str, when: Any, source: str, known: set[str]
 
 
 def _check_name(name: Any, hps: Mapping[str, Any], source: str, kind: str) -> None:
+    if name in EXECUTION_SETTINGS:
+        raise execution_error(str(name), file=source)
     if name not in hps:
         close = difflib.get_close_matches(str(name), list(hps), n=1, cutoff=0.7)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -577,25 +548,10 @@ def _check_name(name: Any, hps: Mapping[str, Any], source: str, kind: str) -> No
                          expected=f"a {kind} hyperparameter: " + ", ".join(hps))
 
 
-def _check_value(name: str, value: Any, hps: Mapping[str, tuple[type, Any]], source: str) -> Any:
-    py_type, allowed = hps[name]
-    ok = True
-    if py_type is bool:
-        ok = isinstance(value, bool)
-    elif py_type is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif py_type is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        value = float(value) if ok else value
-    elif py_type is str:
-        ok = isinstance(value, str)
-    if not ok:
-        raise InputError("wrong value type", file=source, field=name, value=value,
-                         expected=py_type.__name__)
-    if allowed is not None and value not in allowed:
-        raise InputError("value not allowed", file=source, field=name, value=value,
-                         expected="one of " + ", ".join(map(str, allowed)))
-    return value
+def _check_value(name: str, value: Any, hps: Mapping[str, HParam], source: str,
+                 field: str | None = None) -> Any:
+    """A fixed value, choice or grid point, checked against the declaration (type, constraints)."""
+    return hps[name].check(value, file=source, field=field or name)
 
 
 def _number(name: str, value: Any, source: str) -> float:

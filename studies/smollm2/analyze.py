@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from staytuned.cbs import rank, tiebreak_order
+from staytuned.cbs import normalize, rank, tiebreak_order
 from staytuned.results import load_results
 from staytuned.space import config_id, load_space
 
@@ -181,7 +181,7 @@ def held_out_orders(mx, held_out: str) -> dict[str, list[int]]:
     sub = mx.subset(datasets=[x for x in mx.datasets if x != held_out])
     return {
         "CBS": [mx.config_ids.index(c) for c in rank(sub).config_ids],
-        "best-average": [int(i) for i in tiebreak_order(_nanmean_rows(sub.normalized), sub.natural_rank)],
+        "best-average": [int(i) for i in tiebreak_order(_nanmean_rows(normalize(sub)), sub.config_ids)],
     }
 
 
@@ -542,7 +542,7 @@ def section_hp_effects(table) -> str:
             mx = table.slice(model=MODEL, method=method, train_size=100).score_matrix()
         except Exception:
             continue
-        norm = mx.normalized
+        norm = normalize(mx)
         for hp, parts in hp_factors(mx).items():
             levels: dict[object, list[int]] = defaultdict(list)
             for i, h in enumerate(mx.hps):

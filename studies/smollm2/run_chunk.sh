@@ -15,7 +15,7 @@ NAME=smollm2; SEED=0
 run() {  # run TASKS METHOD SIZE EVAL SPACE
   timeout --signal=TERM "$LIMIT" .venv/bin/staytuned grid --models smollm2-135m \
     --storage sqlite:///studies/smollm2/grid.db --name "$NAME" --seed "$SEED" --workers 2 \
-    --heartbeat 20 --tasks "$1" --methods "$2" --train-sizes "$3" --eval-size "$4" --space "$5"
+    --heartbeat 20 --precision bf16 --tasks "$1" --methods "$2" --train-sizes "$3" --eval-size "$4" --space "$5"
 }
 # Classification is scored on 200 validation rows; summarization and QA, whose greedy generation
 # dominates a trial, on 100. The eval size is a trial setting, not part of a config's id.

@@ -123,7 +123,7 @@ def test_recommend_shipped(tmp_path: Path) -> None:
 def test_recommend_cites_our_study_without_an_arxiv_id() -> None:
     res = invoke("recommend", "--model", "smollm2-135m", "--method", "lora")
     assert res.exit_code == 0, res.output
-    from staytuned.recommendations import recommend
+    from staytuned.cbs import recommend
 
     src = recommend(model="smollm2-135m", method="lora").recommendations[0].source
     assert f"staytuned-smollm2-study ({len(src['datasets'])} datasets, {src['n_configs']} configs)" in res.output
@@ -132,8 +132,8 @@ def test_recommend_cites_our_study_without_an_arxiv_id() -> None:
 
 def test_recommend_table_shows_every_value_uncut() -> None:
     """On a narrow terminal no HP value is cut with an ellipsis; shared HPs move to the caption."""
+    from staytuned.cbs import recommend
     from staytuned.cli._common import out
-    from staytuned.recommendations import recommend
 
     recs = recommend(model="smollm2-135m", method="lora", k=3).recommendations
     width = out.width
@@ -166,7 +166,7 @@ def test_cli_imports_stay_light() -> None:
     code = (
         "import sys\n"
         "from staytuned.cli import build_app\n"
-        "import staytuned.cbs, staytuned.results, staytuned.recommendations\n"
+        "import staytuned.cbs, staytuned.results\n"
         "try:\n"
         "    build_app()(['cbs', '--help'], standalone_mode=False)\n"
         "except SystemExit:\n"

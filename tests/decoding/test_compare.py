@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from staytuned.decoding.compare import read_prompts, run_compare, to_markdown, write_compare  # noqa: E402
-from staytuned.decoding.config import DecodingConfig  # noqa: E402
+from staytuned.hparams.decode import DecodingConfig  # noqa: E402
 from staytuned.decoding.factory import BackendOptions, load_named_configs, parse_inline_config  # noqa: E402
 from staytuned.errors import InputError  # noqa: E402
 
@@ -92,7 +92,7 @@ def test_compare_models_and_configs_side_by_side(tmp_path, adapter_dir, full_dir
 
 
 def test_compare_on_a_task_scores_each_column(tiny_backend):
-    from staytuned.finetune.tasks import load_task
+    from staytuned.tasks import load_task
 
     task = load_task("sst2")
     rows = task.eval_rows("validation", size=3, seed=0)

@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from staytuned.decoding.config import DecodingConfig  # noqa: E402
+from staytuned.hparams.decode import DecodingConfig  # noqa: E402
 from staytuned.errors import InputError  # noqa: E402
 
 PROMPTS = ["The cat sat on", "Hello", "A much longer prompt to force left padding in the batch"]

@@ -15,7 +15,7 @@ httpx = pytest.importorskip("httpx")
 sys.path.insert(0, str(Path(__file__).parent))
 from servers import free_port, scripted_server, silent_server, staytuned_server  # noqa: E402
 
-from staytuned.decoding.config import DecodingConfig  # noqa: E402
+from staytuned.hparams.decode import DecodingConfig  # noqa: E402
 from staytuned.decoding.http_backend import BackendError, HTTPBackend, RetryPolicy  # noqa: E402
 from staytuned.errors import InputError  # noqa: E402
 
@@ -80,10 +80,10 @@ def test_server_refuses_bad_values_with_openai_error_bodies(tiny_url):
     assert r.status_code == 400
     assert r.json()["error"]["param"] == "top_p" and "(0, 1]" in r.json()["error"]["message"]
     r = httpx.post(f"{tiny_url}/completions", json={"prompt": "x", "max_tokens": -1})
-    assert r.status_code == 400 and r.json()["error"]["param"] == "max_new_tokens"
+    assert r.status_code == 400 and r.json()["error"]["param"] == "max_tokens"  # the client's name
     r = httpx.post(f"{tiny_url}/chat/completions", json={"messages": "hi"})
     assert r.status_code == 400 and r.json()["error"]["param"] == "messages"
-    r = httpx.post(f"{tiny_url}/completions", json={"prompt": "x", "stream": True})
+    r = httpx.post(f"{tiny_url}/completions", json={"prompt": "x", "stream": "yes"})
     assert r.status_code == 400 and r.json()["error"]["param"] == "stream"
 
 
@@ -181,7 +181,7 @@ def test_cli_generate_and_decode_tune_through_the_server(tiny_url, tiny_backend,
     # Through the server's chat endpoint a task is decoded exactly like local generation with
     # the same chat template, and a decoding study runs on it.
     from staytuned.decoding.objective import score_config
-    from staytuned.finetune.tasks import load_task
+    from staytuned.tasks import load_task
 
     task = load_task("sst2")
     rows = task.eval_rows("validation", size=3, seed=0)

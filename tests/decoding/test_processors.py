@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from staytuned.decoding.config import DecodingConfig  # noqa: E402
+from staytuned.hparams.decode import DecodingConfig  # noqa: E402
 from staytuned.decoding.processors import (  # noqa: E402
     FrequencyPresencePenaltyProcessor,
     build_processors,

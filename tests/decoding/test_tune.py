@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 optuna = pytest.importorskip("optuna")
 
-from staytuned.decoding.config import DecodingConfig  # noqa: E402
+from staytuned.hparams.decode import DecodingConfig  # noqa: E402
 from staytuned.decoding.objective import Estimate, score_config  # noqa: E402
 from staytuned.decoding.tune import DecodeTuneSpec, check_spec, run_decode_tune  # noqa: E402
 from staytuned.errors import InputError  # noqa: E402
@@ -35,7 +35,7 @@ def test_grid_study_scores_each_config_over_seeds_and_stores_it(tmp_path, tiny_b
     assert by_sampling[False].estimate.n == 1  # greedy is deterministic: decoded once
     assert by_sampling[True].estimate.n == 3
     # The stored sample scores are exactly what scoring the config with seeds 0, 1, 2 gives.
-    from staytuned.finetune.tasks import load_task
+    from staytuned.tasks import load_task
 
     task = load_task("sst2")
     rows = task.eval_rows("validation", size=4, seed=0)

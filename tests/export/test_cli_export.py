@@ -110,7 +110,7 @@ def test_from_shipped_recommendation(tmp_path):
               "mistralai/Mistral-7B-v0.1", "--format", "json", "--json", str(tmp_path / "r.json"))
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
-    from staytuned.recommendations import recommend
+    from staytuned.cbs import recommend
 
     rec = recommend(model="mistral-7b", method="lora").recommendations[0].config
     assert data["sft_config"]["learning_rate"] == rec["learning_rate"]

@@ -102,7 +102,7 @@ def test_resolve_config_defaults_and_errors():
     assert resolve_config({"batch_size": "16"})["batch_size"] == 16
     with pytest.raises(InputError, match="field 'optimizer'.*adamw, sgd, adafactor"):
         resolve_config({"optimizer": "lion"})
-    with pytest.raises(InputError, match="batch_size.*whole number"):
+    with pytest.raises(InputError, match="batch_size.*expected an integer"):
         resolve_config({"batch_size": 8.5})
     with pytest.raises(InputError, match="lr_scheduler"):
         resolve_config({"lr_scheduler": "warmup_stable_decay"})

@@ -28,7 +28,7 @@ def cache():
 @pytest.fixture
 def toy_task():
     """A trivially learnable classification task: the label is the first word of the text."""
-    from staytuned.finetune.tasks import Task
+    from staytuned.tasks import Task
 
     n_train, n_val = 24, 8
 

@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from staytuned.finetune.evaluate import evaluate, label_logliks  # noqa: E402
-from staytuned.finetune.tasks import load_task  # noqa: E402
+from staytuned.tasks import load_task  # noqa: E402
 from staytuned.models import load_model  # noqa: E402
 
 

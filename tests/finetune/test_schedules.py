@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from staytuned.finetune.config import TrainConfig  # noqa: E402
+from staytuned.hparams.train import TrainConfig  # noqa: E402
 from staytuned.finetune.schedules import lr_values  # noqa: E402
 
 LR = 0.1

@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from staytuned.finetune import trainer  # noqa: E402
-from staytuned.finetune.config import TrainConfig  # noqa: E402
+from staytuned.hparams.train import TrainConfig  # noqa: E402
 from staytuned.finetune.trainer import (  # noqa: E402
     Example, cut_middle, encode_pairs, epoch_batches, fit_lengths, left_pad, target_loss_sum, train,
 )

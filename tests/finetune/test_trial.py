@@ -198,8 +198,10 @@ def test_twenty_trials_do_not_grow_memory(cache: ModelCache) -> None:
 @pytest.mark.parametrize("optimizer,scheduler", [("sgd", "time_based"), ("adafactor", "exponential"),
                                                  ("adamw", "step")])
 def test_optimizers_schedules_and_bf16(optimizer: str, scheduler: str, cache: ModelCache) -> None:
-    cfg = {**SMALL, "optimizer": optimizer, "lr_scheduler": scheduler, "precision": "bf16",
+    cfg = {**SMALL, "optimizer": optimizer, "lr_scheduler": scheduler,
            "warmup_ratio": 0.5, "weight_decay": 0.01, "lora_target_modules": "q_proj,v_proj"}
-    result = run_trial("tiny-mistral", "sst2", cfg, train_size=8, eval_size=4, model_cache=cache)
+    result = run_trial("tiny-mistral", "sst2", cfg, train_size=8, eval_size=4, model_cache=cache,
+                       precision="bf16")
     assert result.status == "ok", result.error
-    assert result.config["precision"] == "bf16" and result.steps == 2
+    assert result.precision == "bf16" and result.steps == 2
+    assert "precision" not in result.config  # an execution setting, recorded beside the config

@@ -97,7 +97,7 @@ def test_simulate_cli_json(run_cli, tmp_path):
 def test_cbs_adaptive_starts_from_the_table_shipped_with_a_models_recommendations(run_cli, tmp_path, monkeypatch):
     import yaml
 
-    import staytuned.recommendations as recommendations
+    import staytuned.cbs.recommendations as recommendations
 
     res = run_cli("grid", "--tasks", "a,b,c", "--models", "m", "--train-sizes", "10,100", "--trial-fn", SYNTH,
                   "-q", "--name", "g")

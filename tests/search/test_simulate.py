@@ -7,8 +7,8 @@ import pytest
 
 from staytuned import cbs
 from staytuned.results import ScoreMatrix, from_records
-from staytuned.search.adaptive import dataset_weights, next_config
 from staytuned.search.simulate import simulate
+from staytuned.search.strategies.adaptive import dataset_weights, next_config
 from staytuned.search.synthetic import clustered_table
 
 
@@ -33,7 +33,7 @@ def test_weights_favour_the_agreeing_dataset():
 def test_first_pick_is_static_cbs_first_pick():
     m = from_records(clustered_table(3, 3, seed=1)).score_matrix()
     first = cbs.rank(m, k=1).order[0]
-    assert next_config(np.asarray(m.normalized), [], [], covers=np.asarray(m.covers(0.01))) == first
+    assert next_config(np.asarray(cbs.normalize(m)), [], [], covers=np.asarray(cbs.covers(m, 0.01))) == first
 
 
 def test_next_config_moves_to_the_agreeing_cluster():

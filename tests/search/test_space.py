@@ -84,7 +84,7 @@ def test_yaml_file_errors(tmp_path):
 def test_hp_names_match_trainconfig():
     from dataclasses import fields
 
-    from staytuned.finetune.config import TrainConfig
+    from staytuned.hparams.train import TrainConfig
 
     assert set(TRAIN_HPS) == {f.name for f in fields(TrainConfig)}
 

@@ -154,8 +154,8 @@ def test_cbs_adaptive_two_workers_plan_distinct_configs(tmp_path, monkeypatch):
 def test_shipped_offline_takes_the_largest_size_for_the_whole_train_split(tmp_path, monkeypatch):
     import yaml
 
-    import staytuned.recommendations as recommendations
-    from staytuned.search.runner import shipped_offline
+    from staytuned.cbs import recommendations
+    from staytuned.search.strategies import shipped_offline
 
     recs = [{"model": "tiny-x", "method": "lora", "train_size": size, "rank": 1,
              "config": {"learning_rate": lr}} for size, lr in ((100, 1e-4), (1000, 1e-3))]
@@ -187,3 +187,107 @@ def test_epochs_are_scored_only_when_a_pruner_can_use_them(tmp_path, monkeypatch
     spec = prepare_spec(_spec(tmp_path, "random", n=2, pruner=pruner))
     tune(dataclasses.replace(spec, trial_fn="staytuned_probe_trial:probe"))
     assert seen == [per_epoch] * 2
+
+
+def _sampler_settings(sampler) -> dict:
+    """Type and the settings that decide what a sampler proposes (its inner sampler's too)."""
+    out = {"type": type(sampler).__name__}
+    for attr in ("_n_startup_trials", "_multivariate", "_group", "_constant_liar",
+                 "_warn_independent_sampling", "_n_ei_candidates", "_gamma", "settings"):
+        if hasattr(sampler, attr):
+            out[attr] = getattr(sampler, attr)
+    inner = getattr(sampler, "_inner", None)
+    if inner is not None:
+        out["inner"] = _sampler_settings(inner)
+    return out
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_simulate_replays_the_strategy_tune_runs(tmp_path, monkeypatch, strategy):
+    """tune and simulate build the strategy through the same registry with the same settings:
+    same class, same CBS-first count and cbs-adaptive settings, and wherever simulate samples,
+    a sampler equal in type and settings (TPE: multivariate, group, constant liar, startup
+    trials; GP: the duplicate guard over GPSampler) to the one tune's worker uses."""
+    from staytuned.results import load_results
+    from staytuned.search.simulate import simulate
+    from staytuned.search.strategies import base, strategy_class
+
+    built: list = []
+    samplers: list = []
+    real_class = base.strategy_class
+
+    def spy_class(name):
+        cls = real_class(name)
+
+        def build(**kw):
+            built.append(cls(**kw))
+            return built[-1]
+
+        return build
+
+    monkeypatch.setattr(base, "strategy_class", spy_class)
+    def recording(real):
+        def sampler(self, *, storage_url=None):
+            samplers.append((self, real(self, storage_url=storage_url)))
+            return samplers[-1][1]
+        return sampler
+
+    for name in STRATEGIES:
+        cls = strategy_class(name)
+        if "sampler" in vars(cls):
+            monkeypatch.setattr(cls, "sampler", recording(vars(cls)["sampler"]))
+
+    table = demo_table(tmp_path / "offline.csv")
+    spec = prepare_spec(_spec(tmp_path, strategy, n=3, cbs_k=2), cbs_table=str(table))
+    tune(spec)
+    tuned = [s for s in built if s.name == strategy]
+    tune_samplers = [sm for st, sm in samplers if st.name == strategy]
+    built.clear()
+    samplers.clear()
+    simulate(load_results(table).score_matrix(), strategies=[strategy], k=3, seeds=1, cbs_k=2)
+    replayed = [s for s in built if s.name == strategy]
+    sim_samplers = [sm for st, sm in samplers if st.name == strategy]
+
+    assert tuned and replayed and tune_samplers
+    want = tuned[0]
+    for got in replayed:
+        assert type(got) is type(want)
+        assert (got.seed, got.n_trials, got.cbs_k, got.ranked_first) == \
+            (want.seed, want.n_trials, want.cbs_k, want.ranked_first)
+    if strategy in ("random", "tpe", "gp", "cbs+tpe"):  # simulate samples with the sampler
+        assert sim_samplers
+        for sm in sim_samplers:
+            assert _sampler_settings(sm) == _sampler_settings(tune_samplers[0])
+    if strategy == "tpe":
+        s = _sampler_settings(sim_samplers[0])
+        assert (s["_multivariate"], s["_group"], s["_constant_liar"]) == (True, True, True)
+    if strategy == "cbs-adaptive":  # simulate runs next_config with the sampler's settings
+        assert all(r.settings == tune_samplers[0].settings for r in replayed)
+
+
+def test_grid_strategy_runs_a_shaped_grid_exactly(tmp_path):
+    """A space with ``points`` (or zip / half_fraction) is no plain product: ``tune --strategy
+    grid`` runs its grid points in order, not GridSampler's product of the values."""
+    space = {"params": {"learning_rate": {"type": "float", "values": [1e-4, 3e-4, 1e-3]},
+                        "lr_scheduler": {"type": "categorical", "choices": ["linear", "constant"]}},
+             "points": [{"learning_rate": 1e-3, "lr_scheduler": "constant"},
+                        {"learning_rate": 1e-4, "lr_scheduler": "linear"}]}
+    spec = prepare_spec(StudySpec(storage=f"sqlite:///{tmp_path}/z.db", study_name="z", task="t",
+                                  model="m", space=space, strategy="grid", n_trials=10,
+                                  trial_fn=SYNTH))
+    assert tune(spec).counts.finished == 2
+    study = optuna.load_study(study_name="z", storage=spec.storage)
+    assert [t.params for t in sorted(study.trials, key=lambda t: t.number)] == space["points"]
+
+
+def test_strategies_simulate_and_executors_import_no_heavy_module():
+    import subprocess
+    import sys
+
+    code = ("import sys, staytuned.search.strategies, staytuned.search.simulate, "
+            "staytuned.search.executors, staytuned.search.executors.ray, "
+            "staytuned.search.executors.local, staytuned.search.runner; "
+            "print(sorted(m for m in ('torch', 'transformers', 'peft', 'ray', 'plotly', 'pandas') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

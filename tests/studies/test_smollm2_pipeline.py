@@ -64,7 +64,7 @@ def test_study_pipeline_on_synthetic_trials(tmp_path):
     shipped = {(r["method"], r["train_size"]) for r in doc["recommendations"]}
     assert shipped == {("lora", 100), ("full", 100)}  # complete slices on >= 3 datasets only
     assert all(sorted(r["source"]["datasets"]) == ["squad", "sst2", "trec"] for r in doc["recommendations"])
-    from staytuned.recommendations import recommend, shipped_table
+    from staytuned.cbs import recommend, shipped_table
 
     preset = out / "smollm2_135m.yaml"
     got = recommend(model="HuggingFaceTB/SmolLM2-135M-Instruct", method="full", extra=[preset])

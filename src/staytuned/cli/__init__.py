@@ -22,6 +22,7 @@ _COMMAND_MODULES = (
     "staytuned.cli.search",  # tune, grid, results, simulate
     "staytuned.cli.decode",  # decode tune, generate, compare, serve
     "staytuned.cli.report",  # report, export
+    "staytuned.cli.doctor",  # doctor
 )
 
 

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from staytuned.errors import StaytunedError
+from staytuned.hparams.schema import EXECUTION
 
 # Results go to stdout; progress, warnings and errors to stderr, so `--json -` pipes stay clean.
 out = Console(highlight=False, soft_wrap=True)
@@ -24,6 +25,13 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 JsonOpt = typer.Option(None, "--json", help="Also write the result as JSON to PATH ('-' for stdout).")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="Print only errors.")
 VerboseOpt = typer.Option(False, "--verbose", "-v", help="Print more detail (debug logs).")
+
+# Execution settings (how a machine runs trials, never part of a config): help from the schema.
+_EXEC_HELP = {p.name: p.help for p in EXECUTION}
+PrecisionOpt = typer.Option("auto", "--precision", help=_EXEC_HELP["precision"])
+DeviceOpt = typer.Option(None, "--device", help=_EXEC_HELP["device"])
+ThreadsOpt = typer.Option(None, "--threads", help=_EXEC_HELP["threads"])
+MicroBatchOpt = typer.Option(None, "--micro-batch-size", help=_EXEC_HELP["micro_batch_size"])
 
 
 @contextlib.contextmanager

@@ -9,15 +9,27 @@ from __future__ import annotations
 import contextlib
 import csv
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
-from staytuned.cli._common import JsonOpt, QuietOpt, VerboseOpt, cli_errors, err, out, write_json
+from staytuned.cli._common import (
+    JsonOpt,
+    QuietOpt,
+    VerboseOpt,
+    cli_errors,
+    err,
+    out,
+    write_json,
+)
 from staytuned.errors import InputError
+
+if TYPE_CHECKING:
+    from staytuned.cbs import Evaluation, Ranking, RecommendationSet
+    from staytuned.results import ColumnSpec, ResultsTable
 
 HP_HELP = (
     "How configs are identified: by --config-col when the table has that column (default 'config_id'); "
@@ -66,7 +78,7 @@ def _csv_list(text: str | None) -> tuple[str, ...] | None:
     return tuple(s.strip() for s in text.split(",") if s.strip())
 
 
-def _columns(**kw: Any) -> Any:
+def _columns(**kw: Any) -> ColumnSpec:
     from staytuned.results import ColumnSpec
 
     spec: dict[str, Any] = {}
@@ -86,7 +98,7 @@ def _columns(**kw: Any) -> Any:
     return ColumnSpec(**spec)
 
 
-def _direction(text: str | None) -> Any:
+def _direction(text: str | None) -> str | dict[str, str] | None:
     if text is None:
         return None
     if "=" not in text:
@@ -103,7 +115,7 @@ def _direction(text: str | None) -> Any:
     return out
 
 
-def _notes(notes: Any, quiet: bool) -> None:
+def _notes(notes: Iterable[str], quiet: bool) -> None:
     if quiet:
         return
     for n in notes:
@@ -122,7 +134,7 @@ def _hps_text(hps: dict[str, Any]) -> str:
     return ", ".join(f"{k}={_fmt(v)}" for k, v in hps.items())
 
 
-def _load(table: Path, verbose: bool, **cols: Any) -> Any:
+def _load(table: Path, verbose: bool, **cols: Any) -> ResultsTable:
     from staytuned.results import load_results
 
     t = load_results(table, _columns(**cols))
@@ -193,17 +205,17 @@ def rank_cmd(
         write_json(json_path, payload)
 
 
-def _slice(t: Any, model: str | None, method: str | None, train_size: str | None) -> Any:
+def _slice(t: ResultsTable, model: str | None, method: str | None, train_size: str | None) -> ResultsTable:
     if model is None and method is None and train_size is None:
         return t
     if model is not None and t.model is not None:
-        from staytuned.recommendations import _match_model
+        from staytuned.cbs import match_model
 
-        model = _match_model(t, model)
+        model = match_model(t, model)
     return t.slice(model=model, method=method, train_size=train_size)
 
 
-def _print_ranking(ranking: Any, m: int) -> None:
+def _print_ranking(ranking: Ranking, m: int) -> None:
     tab = Table(title=f"CBS ranking (tol {ranking.tol:g})" if ranking.abs_tol is None else f"CBS ranking (abs tol {ranking.abs_tol:g})")
     for col, just in (("rank", "right"), ("config", "left"), ("HPs", "left"), ("round", "right"),
                       ("newly covers", "left"), ("coverage", "right"), ("best-of-k", "right")):
@@ -291,7 +303,7 @@ def evaluate_cmd(
         if csv_path is not None:
             _write_csv(csv_path, evaluation.rows())
         if plot_path is not None:
-            from staytuned.plots import plot_evaluation
+            from staytuned.cbs import plot_evaluation
 
             plot_evaluation(evaluation, plot_path, title=f"{table.name}: {evaluation.scheme}")
             if not quiet:
@@ -301,7 +313,13 @@ def evaluate_cmd(
 @contextlib.contextmanager
 def _progress(quiet: bool, label: str) -> Iterator[Callable[[int, int], None]]:
     """A progress bar on stderr (hidden when quiet); yields an on_step(done, total) callback."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, disable=quiet, transient=True) as bar:
@@ -324,7 +342,7 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     tmp.replace(path)
 
 
-def _print_evaluation(ev: Any) -> None:
+def _print_evaluation(ev: Evaluation) -> None:
     tab = Table(title=f"{ev.scheme}: mean best-of-top-k normalized score / fraction solved")
     tab.add_column("k", justify="right")
     for name in ev.methods:
@@ -361,7 +379,7 @@ def recommend_cmd(
 ) -> None:
     """Recommended HP configs for a model / method / train size: shipped (with provenance) or CBS on a results table."""
     with cli_errors():
-        from staytuned.recommendations import recommend
+        from staytuned.cbs import recommend
 
         _check_out_path(Path(json_path) if json_path else None, (), "--json")
         _check_out_path(yaml_path, (".yaml", ".yml"), "--yaml")
@@ -399,7 +417,7 @@ def _cite(source: dict[str, Any]) -> str:
     return text
 
 
-def _print_recommendations(recs: Any) -> None:
+def _print_recommendations(recs: RecommendationSet) -> None:
     """A table that fits an 80-column terminal without cutting a value.
 
     What every row shares (model, method, train size, source, HPs with one value) goes in the

@@ -93,7 +93,7 @@ def generate_cmd(
 ) -> None:
     """Generate with one decoding config: the text on stdout, details on stderr / --json."""
     with cli_errors():
-        from staytuned.decoding.config import DecodingConfig
+        from staytuned.hparams.decode import DecodingConfig
         from staytuned.decoding.factory import open_backend, read_config_file
 
         data: dict[str, Any] = read_config_file(config) if config else {}
@@ -188,7 +188,7 @@ def compare_cmd(
         texts = read_prompts(prompts) if prompts is not None else None
         task_obj = rows = None
         if task is not None:
-            from staytuned.finetune.tasks import load_task
+            from staytuned.tasks import load_task
 
             if n < 1:
                 raise InputError("must be at least 1", field="--n", value=n)
@@ -296,6 +296,7 @@ def tune_cmd(
     """Tune decoding parameters on a task: mean +- CI over seeds, noise-aware winner, Pareto front."""
     with cli_errors():
         from staytuned.decoding.tune import DecodeTuneSpec, check_spec, run_decode_tune
+        from staytuned.search.display import StudyProgress
         from staytuned.search.storage import default_storage_url, redact
         from staytuned.space import load_space
 
@@ -323,15 +324,21 @@ def tune_cmd(
                               overrides=overrides, confidence=confidence, secondary=sec,
                               confirm_top=confirm_top,
                               confirm_samples=confirm_samples if confirm_top else 0, backend=opts)
-        check_spec(spec)  # bad values refused before the model loads
+        _, task_def = check_spec(spec)  # bad values refused before the model loads
         _quiet_libs(verbose)
         if not quiet:
             err.print(f"study [bold]{name}[/] in {redact(url)}: {strategy}, {trials} trials x "
                       f"{samples} samples on {eval_size or 'all'} prompts", markup=True)
             err.print(f"loading {model or base_url} ...")
 
+        progress = StudyProgress(
+            err, url, [name], trials, title=name, mode="off" if quiet else "auto",
+            maximize=not str(task_def.direction).lower().startswith("min"))
+
         def on_trial(number: int, result: Any, config: dict[str, Any], error: str | None) -> None:
-            if quiet:
+            # On a terminal these lines (with the confidence interval) pile up above the live
+            # panel; in a log the progress lines already tell each trial.
+            if progress.mode != "live":
                 return
             cfg_text = ", ".join(f"{k}={_fmt(v)}" for k, v in config.items())
             if result is None:
@@ -345,7 +352,8 @@ def tune_cmd(
             if not quiet:
                 err.print(f"confirming {cid} with {extra} more seeds")
 
-        outcome = run_decode_tune(spec, on_trial=on_trial, on_confirm=on_confirm)
+        with progress:
+            outcome = run_decode_tune(spec, on_trial=on_trial, on_confirm=on_confirm)
         payload = outcome.to_dict()
         payload["storage"] = redact(url)
         if json_path != "-":
@@ -356,7 +364,7 @@ def tune_cmd(
 
 
 def _describe(config: dict[str, Any]) -> str:
-    from staytuned.decoding.config import DecodingConfig
+    from staytuned.hparams.decode import DecodingConfig
 
     try:
         return DecodingConfig.from_dict(config).describe()

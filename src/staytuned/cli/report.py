@@ -110,6 +110,9 @@ def export(
     output_dir: str | None = typer.Option(None, "--output-dir", help="Training output folder written into the config."),
     strict: bool = typer.Option(False, "--strict", help="Refuse schedules the tool lacks (time_based, step, "
                                 "exponential) instead of mapping them to the nearest polynomial decay."),
+    precision: str | None = typer.Option(None, "--precision", help="Precision of the exported run: auto "
+                                         "(bf16 where the GPU has it), fp32, bf16 or fp16. An execution "
+                                         "setting, not part of the config."),
     json_path: str | None = JsonOpt,
     quiet: bool = QuietOpt,
     verbose: bool = VerboseOpt,
@@ -163,7 +166,7 @@ def export(
                              expected="-o FILE (or --json PATH)")
         result = export_config(hp, to, model=model, path=None if to_stdout else output, fmt=fmt,
                                source=source, micro_batch=micro_batch, devices=devices, dataset=dataset,
-                               output_dir=output_dir, strict=strict)
+                               output_dir=output_dir, strict=strict, precision=precision)
         if not quiet:
             for w in result.warnings:
                 err.print(f"[yellow]warning:[/] {w}", highlight=False)

@@ -4,24 +4,46 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+from staytuned.cli import cbs as cbs_cli  # the column flags of `cbs evaluate`, shared
 from staytuned.cli._common import (
     EXIT_FAILED,
+    DeviceOpt,
     JsonOpt,
+    MicroBatchOpt,
+    PrecisionOpt,
     QuietOpt,
+    ThreadsOpt,
     VerboseOpt,
     cli_errors,
     err,
     out,
     write_json,
 )
-from staytuned.cli import cbs as cbs_cli  # the column flags of `cbs evaluate`, shared
+from staytuned.cli._flags import flag_names
 from staytuned.errors import InputError
 
+if TYPE_CHECKING:
+    from staytuned.search.executors import Executor
+
 STRATEGY_HELP = "grid | random | tpe | gp | cbs | cbs+tpe | cbs-adaptive"
+
+# The API parameter (or field) a library error names -> the flag that sets it here.
+_EXECUTOR_FLAGS = {"workers": "--workers", "n_workers": "--workers", "backend": "--backend",
+                   "ray_address": "--ray-address", "address": "--ray-address",
+                   "cpus_per_trial": "--cpus-per-trial", "gpus_per_trial": "--gpus-per-trial",
+                   "precision": "--precision", "device": "--device", "threads": "--threads",
+                   "micro_batch_size": "--micro-batch-size"}
+TUNE_FLAGS = {**_EXECUTOR_FLAGS, "n_trials": "--trials", "method": "--method", "model": "--model",
+              "strategy": "--strategy", "pruner": "--pruner", "cbs_table": "--cbs-table",
+              "offline": "--cbs-table", "cbs_k": "--cbs-k", "study": "--study",
+              "study_name": "--study"}
+GRID_FLAGS = {**_EXECUTOR_FLAGS, "cells": "--tasks", "study": "--name", "study_name": "--name"}
+SIMULATE_FLAGS = {"strategies": "--strategies", "cbs_k": "--cbs-k", "tol": "--tol", "k": "--k",
+                  "seeds": "--seeds"}
 
 
 def _csv(text: str | None) -> list[str]:
@@ -77,26 +99,17 @@ CpusPerTrialOpt = typer.Option(1.0, "--cpus-per-trial", help="With --backend ray
 GpusPerTrialOpt = typer.Option(0.0, "--gpus-per-trial", help="With --backend ray: GPUs each trial holds (0.5 = two trials per GPU).")
 
 
-def _check_backend(backend: str, workers: int | None, ray_address: str | None,
-                   cpus_per_trial: float, gpus_per_trial: float) -> str:
-    """Validate --backend and its options; returns the "N worker(s)" text for the header."""
-    if backend not in ("local", "ray"):
-        raise InputError("unknown backend", field="--backend", value=backend, expected="local or ray")
-    if workers is not None and workers < 1:
-        raise InputError("--workers must be >= 1", field="--workers", value=workers)
-    if backend == "local":
-        for flag, value, default in (("--ray-address", ray_address, None),
-                                     ("--cpus-per-trial", cpus_per_trial, 1.0),
-                                     ("--gpus-per-trial", gpus_per_trial, 0.0)):
-            if value != default:
-                raise InputError(f"{flag} needs --backend ray", field=flag, value=value)
-        return f"{workers or 1} worker(s)"
-    from staytuned.distributed import check_resources  # light: Ray is imported only to run
+def _executor(backend: str, workers: int | None, ray_address: str | None,
+              cpus_per_trial: float, gpus_per_trial: float) -> tuple[Executor, str]:
+    """The executor of --backend and its options, checked; and the "N worker(s)" header text."""
+    from staytuned.search.executors import (
+        make_executor,  # light: Ray is imported only to run
+    )
 
-    check_resources(cpus_per_trial, gpus_per_trial, workers)
-    where = ray_address or "a local Ray"
-    return f"{workers or 'as many'} Ray worker(s) on {where}, {cpus_per_trial:g} CPU" + (
-        f" + {gpus_per_trial:g} GPU" if gpus_per_trial else "") + " per trial"
+    executor = make_executor(backend, ray_address=ray_address, cpus_per_trial=cpus_per_trial,
+                             gpus_per_trial=gpus_per_trial)
+    executor.check(workers)
+    return executor, executor.describe(workers)
 
 
 def tune_cmd(
@@ -123,6 +136,10 @@ def tune_cmd(
     gpus_per_trial: float = GpusPerTrialOpt,
     seed: int = typer.Option(0, "--seed", help="Seed of the trials and the sampler."),
     heartbeat: int = typer.Option(10, "--heartbeat", help="Seconds between heartbeats; a trial silent for 3x this is retried."),
+    precision: str = PrecisionOpt,
+    device: str | None = DeviceOpt,
+    threads: int | None = ThreadsOpt,
+    micro_batch_size: int | None = MicroBatchOpt,
     trial_fn: str = typer.Option("staytuned.finetune:run_trial", "--trial-fn", hidden=True, help="module:function run per trial."),
     direction: str = typer.Option("max", "--direction", hidden=True, help="With --trial-fn: max or min."),
     json_path: str | None = JsonOpt,
@@ -130,16 +147,22 @@ def tune_cmd(
     verbose: bool = VerboseOpt,
 ) -> None:
     """Tune one task: a stored, resumable study; prints the best config and its metrics."""
-    with cli_errors():
-        from staytuned.search.display import LiveDisplay
+    with cli_errors(), flag_names(TUNE_FLAGS):
+        from staytuned.hparams.execution import ExecutionSettings
+        from staytuned.search.display import StudyProgress
         from staytuned.search.objective import TrialSettings
         from staytuned.search.runner import prepare_spec, tune
-        from staytuned.search.storage import HeartbeatSettings, default_storage_url, redact
+        from staytuned.search.storage import (
+            HeartbeatSettings,
+            default_storage_url,
+            redact,
+        )
         from staytuned.search.study import StudySpec
         from staytuned.space import load_space
 
         _quiet_logs(verbose)
-        workers_text = _check_backend(backend, workers, ray_address, cpus_per_trial, gpus_per_trial)
+        executor, workers_text = _executor(backend, workers, ray_address, cpus_per_trial,
+                                           gpus_per_trial)
         sp = load_space(space)
         name = study or _study_name("tune", Path(task).name, model and Path(model).name, method,
                                     sp.name, strategy, train_size and f"n{train_size}")
@@ -149,7 +172,9 @@ def tune_cmd(
             n_trials=trials, method=method, pruner=pruner, seed=seed, cbs_k=cbs_k, trial_fn=trial_fn,
             direction=direction,
             settings=TrialSettings(train_size=train_size, eval_size=eval_size, eval_split=eval_split,
-                                   seed=seed, overrides=_overrides(set_)),
+                                   seed=seed, overrides=_overrides(set_),
+                                   execution=ExecutionSettings(precision, micro_batch_size, device,
+                                                               threads)),
             heartbeat=HeartbeatSettings(interval=heartbeat, grace_period=3 * heartbeat),
         )
         spec = prepare_spec(spec, cbs_table=cbs_table)
@@ -158,25 +183,12 @@ def tune_cmd(
                       f"{workers_text}", markup=True)
             if spec.offline is not None:
                 err.print(f"CBS source: {spec.offline.provenance}")
-        with LiveDisplay(err, url, [name], trials, title=name, maximize=spec.direction == "max",
-                         enabled=not quiet):
-            ray_summary = None
-            if backend == "ray":
-                from staytuned.distributed import run_study_on_ray
-                from staytuned.search.runner import TuneOutcome
-                from staytuned.search.study import best_trial, counts, prepare_study
-
-                ray_summary = run_study_on_ray(spec, address=ray_address, n_workers=workers,
-                                               cpus_per_trial=cpus_per_trial,
-                                               gpus_per_trial=gpus_per_trial)
-                stored = prepare_study(spec)
-                outcome = TuneOutcome(study_name=name, storage=url, counts=counts(stored),
-                                      best=best_trial(stored), ran=ray_summary.trials_run,
-                                      budget=ray_summary.total)
-            else:
-                outcome = tune(spec, workers=workers or 1)
-        if ray_summary is not None and not quiet:
-            err.print(ray_summary.describe())
+        with StudyProgress(err, url, [name], trials, title=name, maximize=spec.direction == "max",
+                           mode="off" if quiet else "auto", workers=workers):
+            outcome = tune(spec, workers=workers, executor=executor)
+        report = outcome.report
+        if report is not None and report.description and not quiet:
+            err.print(report.description)
         c = outcome.counts
         payload: dict[str, Any] = {
             "study": name, "storage": redact(url), "strategy": strategy, "task": task, "model": model,
@@ -187,8 +199,8 @@ def tune_cmd(
                 "config": outcome.best.config, "config_id": outcome.best.config_id,
                 "metrics": outcome.best.metrics},
         }
-        if ray_summary is not None:
-            payload["ray"] = ray_summary.to_dict()
+        if report is not None and report.details is not None:
+            payload[executor.name] = dict(report.details)
         if json_path != "-":
             out.print(f"{c.finished} trials ({c.complete} ok, {c.failed} failed, {c.pruned} pruned; "
                       f"{outcome.ran} run now)")
@@ -222,21 +234,31 @@ def grid_cmd(
     gpus_per_trial: float = GpusPerTrialOpt,
     seed: int = typer.Option(0, "--seed", help="Seed of every trial."),
     heartbeat: int = typer.Option(10, "--heartbeat", help="Seconds between heartbeats; silent 3x this = retried."),
+    precision: str = PrecisionOpt,
+    device: str | None = DeviceOpt,
+    threads: int | None = ThreadsOpt,
+    micro_batch_size: int | None = MicroBatchOpt,
     trial_fn: str = typer.Option("staytuned.finetune:run_trial", "--trial-fn", hidden=True),
     json_path: str | None = JsonOpt,
     quiet: bool = QuietOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
     """Every config of the space on every cell (task x model x method x train size), one storage."""
-    with cli_errors():
-        from staytuned.search.display import LiveDisplay
+    with cli_errors(), flag_names(GRID_FLAGS):
+        from staytuned.hparams.execution import ExecutionSettings
+        from staytuned.search.display import StudyProgress
         from staytuned.search.objective import TrialSettings
-        from staytuned.search.runner import grid, grid_status, prepare_grid
-        from staytuned.search.storage import HeartbeatSettings, default_storage_url, redact
+        from staytuned.search.runner import grid_status, prepare_grid
+        from staytuned.search.storage import (
+            HeartbeatSettings,
+            default_storage_url,
+            redact,
+        )
         from staytuned.search.study import Cell, GridSpec
 
         _quiet_logs(verbose)
-        workers_text = _check_backend(backend, workers, ray_address, cpus_per_trial, gpus_per_trial)
+        executor, workers_text = _executor(backend, workers, ray_address, cpus_per_trial,
+                                           gpus_per_trial)
         sizes: list[int | None] = []
         for s in _csv(train_sizes):
             if s == "all":
@@ -254,7 +276,9 @@ def grid_cmd(
         url = storage or default_storage_url(name, runs_dir)
         spec = GridSpec(storage=url, name=name, cells=cells, space=space, trial_fn=trial_fn,
                         settings=TrialSettings(eval_size=eval_size, seed=seed,
-                                               overrides=_overrides(set_)),
+                                               overrides=_overrides(set_),
+                                               execution=ExecutionSettings(
+                                                   precision, micro_batch_size, device, threads)),
                         heartbeat=HeartbeatSettings(interval=heartbeat, grace_period=3 * heartbeat))
         spec = prepare_grid(spec)
         total = spec.size()
@@ -262,19 +286,12 @@ def grid_cmd(
             err.print(f"grid [bold]{name}[/]: {len(cells)} cells, {total} trials in {redact(url)}, "
                       f"{workers_text}", markup=True)
         names = [spec.cell_spec(c).study_name for c in cells]
-        with LiveDisplay(err, url, names, total, title=name, enabled=not quiet):
-            ray_summary = None
-            if backend == "ray":
-                from staytuned.distributed import run_study_on_ray
-
-                ray_summary = run_study_on_ray(spec, address=ray_address, n_workers=workers,
-                                               cpus_per_trial=cpus_per_trial,
-                                               gpus_per_trial=gpus_per_trial)
-                ran = ray_summary.trials_run
-            else:
-                ran = grid(spec, workers=workers or 1)
-        if ray_summary is not None and not quiet:
-            err.print(ray_summary.describe())
+        with StudyProgress(err, url, names, total, title=name, mode="off" if quiet else "auto",
+                           workers=workers):
+            report = executor.run(spec, workers=workers)
+        ran = report.trials_run
+        if report.description and not quiet:
+            err.print(report.description)
         status = grid_status(spec)
         rows = {k: {"finished": c.finished, "complete": c.complete, "failed": c.failed,
                     "pruned": c.pruned} for k, c in status.items()}
@@ -288,8 +305,8 @@ def grid_cmd(
             out.print(f"{done} ({ran} run now); export with: staytuned results export {url} -o results.csv")
         payload = {"grid": name, "storage": redact(url), "total": total, "ran_now": ran,
                    "cells": rows}
-        if ray_summary is not None:
-            payload["ray"] = ray_summary.to_dict()
+        if report.details is not None:
+            payload[executor.name] = dict(report.details)
         write_json(json_path, payload)
 
 
@@ -355,7 +372,7 @@ def simulate_cmd(
     verbose: bool = VerboseOpt,
 ) -> None:
     """Replay strategies on a results table, leaving each dataset out in turn."""
-    with cli_errors():
+    with cli_errors(), flag_names(SIMULATE_FLAGS):
         from staytuned.search.simulate import parse_strategies, simulate
 
         _quiet_logs(verbose)

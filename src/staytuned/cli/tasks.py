@@ -10,13 +10,11 @@ from rich import box
 from rich.table import Table
 
 from staytuned.cli._common import JsonOpt, QuietOpt, cli_errors, err, out, write_json
+from staytuned.errors import InputError
+from staytuned.tasks import bundled_manifest, load_task
 
 
 def _rows(folder: Path | None) -> list[dict[str, Any]]:
-    # Imported here: staytuned.finetune's package init may pull in the (heavy) trainer.
-    from staytuned.errors import InputError
-    from staytuned.finetune.tasks import bundled_manifest, load_task
-
     if folder is None:
         manifest = bundled_manifest()
         rows = []

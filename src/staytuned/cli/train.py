@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,11 @@ from staytuned.cli._common import (
     EXIT_FAILED, JsonOpt, QuietOpt, VerboseOpt, cli_errors, err, out, write_json,
 )
 from staytuned.errors import InputError
+from staytuned.hparams.schema import EXECUTION, TRAIN
+
+# Option help comes from the one declaration; the four schedule parameters are set with --hp.
+_HELP = {p.name: p.help for p in TRAIN}
+_EXEC_HELP = {p.name: p.help for p in EXECUTION}
 
 
 def _size(value: str | None, flag: str) -> int | None:
@@ -103,6 +109,8 @@ def _print_result(result: Any, verbose: bool) -> None:
                                f"{result.grad_accumulation} accumulation)")
         table.add_row("final train loss", f"{result.loss_curve[-1][1]:.4f}")
         table.add_row("train tokens/s", f"{result.train_tokens_per_s:,.0f}")
+    if result.precision:
+        table.add_row("precision", result.precision)
     table.add_row("runtime", f"{result.runtime_s:.1f} s (train {result.train_runtime_s:.1f} s, "
                              f"eval {result.eval_runtime_s:.1f} s)")
     table.add_row("peak memory", f"{result.peak_memory_mb:,.0f} MiB")
@@ -118,21 +126,21 @@ def register(app: typer.Typer) -> None:
     def train(
         task: str = typer.Option(..., "--task", "-t", help="Bundled task name (see `staytuned tasks`) or a data file/folder."),
         model: str = typer.Option("smollm2-135m", "--model", "-m", help="smollm2-135m, tiny-llama, tiny-mistral, a model folder, a .gguf file or a hub id."),
-        method: str | None = typer.Option(None, "--method", help="lora (default) or full."),
-        lr: float | None = typer.Option(None, "--lr", "--learning-rate", help="Peak learning rate (default 1e-4 for lora, 1e-5 for full)."),
-        scheduler: str | None = typer.Option(None, "--scheduler", help="linear, cosine, constant, constant_with_warmup, polynomial, time_based, step, exponential."),
-        warmup_ratio: float | None = typer.Option(None, "--warmup-ratio"),
-        weight_decay: float | None = typer.Option(None, "--weight-decay"),
-        batch_size: int | None = typer.Option(None, "--batch-size", help="Effective batch size, split into micro-batches x accumulation (default 8)."),
-        epochs: float | None = typer.Option(None, "--epochs", help="Passes over the training rows; fractions allowed (default 3)."),
-        max_seq_length: int | None = typer.Option(None, "--max-seq-length", help="Prompt + answer tokens per example (default 512)."),
-        optimizer: str | None = typer.Option(None, "--optimizer", help="adamw, sgd or adafactor."),
-        seed: int | None = typer.Option(None, "--seed", help="Training seed (adapter init, data order)."),
-        lora_r: int | None = typer.Option(None, "--lora-r"),
-        lora_alpha: float | None = typer.Option(None, "--lora-alpha"),
-        lora_dropout: float | None = typer.Option(None, "--lora-dropout"),
-        lora_target_modules: str | None = typer.Option(None, "--lora-target-modules", help='"all-linear" or e.g. "q_proj,v_proj".'),
-        precision: str | None = typer.Option(None, "--precision", help="auto, fp32 or bf16."),
+        method: str | None = typer.Option(None, "--method", help=_HELP["method"]),
+        lr: float | None = typer.Option(None, "--lr", "--learning-rate", help=_HELP["learning_rate"]),
+        scheduler: str | None = typer.Option(None, "--scheduler", "--lr-scheduler", help=_HELP["lr_scheduler"]),
+        warmup_ratio: float | None = typer.Option(None, "--warmup-ratio", help=_HELP["warmup_ratio"]),
+        weight_decay: float | None = typer.Option(None, "--weight-decay", help=_HELP["weight_decay"]),
+        batch_size: int | None = typer.Option(None, "--batch-size", help=_HELP["batch_size"]),
+        epochs: float | None = typer.Option(None, "--epochs", help=_HELP["epochs"]),
+        max_seq_length: int | None = typer.Option(None, "--max-seq-length", help=_HELP["max_seq_length"]),
+        optimizer: str | None = typer.Option(None, "--optimizer", help=_HELP["optimizer"]),
+        seed: int | None = typer.Option(None, "--seed", help=_HELP["seed"]),
+        lora_r: int | None = typer.Option(None, "--lora-r", help=_HELP["lora_r"]),
+        lora_alpha: int | None = typer.Option(None, "--lora-alpha", help=_HELP["lora_alpha"]),
+        lora_dropout: float | None = typer.Option(None, "--lora-dropout", help=_HELP["lora_dropout"]),
+        lora_target_modules: str | None = typer.Option(None, "--lora-target-modules", help=_HELP["lora_target_modules"]),
+        precision: str = typer.Option("auto", "--precision", help=_EXEC_HELP["precision"]),
         hp: list[str] = typer.Option([], "--hp", help="Any hyperparameter as NAME=VALUE (repeatable), e.g. --hp time_decay_k=0.5."),
         config_file: Path | None = typer.Option(None, "--config", help="JSON/YAML file of hyperparameters (flags win)."),
         train_size: str = typer.Option("100", "--train-size", help="Training rows (stratified sample) or 'all'."),
@@ -144,7 +152,7 @@ def register(app: typer.Typer) -> None:
         eval_only: bool = typer.Option(False, "--eval-only", help="Score the untuned model the same way; no training."),
         save_dir: Path | None = typer.Option(None, "--save-dir", help="Save the adapter (lora) or model (full) here."),
         device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)."),
-        threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (1 is fastest on a busy machine)."),
+        threads: int | None = typer.Option(None, "--threads", help=_EXEC_HELP["threads"] + " OMP_NUM_THREADS counts as a request."),
         json_path: str | None = JsonOpt,
         quiet: bool = QuietOpt,
         verbose: bool = VerboseOpt,
@@ -158,21 +166,22 @@ def register(app: typer.Typer) -> None:
             "weight_decay": weight_decay, "batch_size": batch_size, "epochs": epochs,
             "max_seq_length": max_seq_length, "optimizer": optimizer, "seed": seed, "lora_r": lora_r,
             "lora_alpha": lora_alpha, "lora_dropout": lora_dropout,
-            "lora_target_modules": lora_target_modules, "precision": precision,
+            "lora_target_modules": lora_target_modules,
         }
         with cli_errors():
             values = _read_config_file(config_file) if config_file is not None else {}
             values.update(_parse_hp(hp))
             values.update({k: v for k, v in flags.items() if v is not None})
             n_train, n_eval = _size(train_size, "--train-size"), _size(eval_size, "--eval-size")
-            from staytuned.finetune.config import TrainConfig
+            from staytuned.hparams.train import TrainConfig
 
             config = TrainConfig.from_dict(values)  # bad HPs are bad input here (exit 2)
+            precision = _flag_value(precision, "--precision")
             if label_scoring not in ("loglik", "generate"):
                 raise InputError("unknown label scoring", field="--label-scoring", value=label_scoring,
                                  expected="loglik | generate")
             result = _run(model, task, config, n_train, n_eval, eval_split, data_seed, eval_test,
-                          label_scoring, eval_only, save_dir, device, threads, quiet, verbose)
+                          label_scoring, eval_only, save_dir, device, threads, precision, quiet, verbose)
         if not quiet and json_path != "-":
             _print_result(result, verbose)
         if result.error and (result.status == "failed" or not quiet):
@@ -185,17 +194,20 @@ def register(app: typer.Typer) -> None:
 
 def _run(model: str, task: str, config: Any, n_train: int | None, n_eval: int | None, eval_split: str,
          data_seed: int, eval_test: bool, label_scoring: str, eval_only: bool, save_dir: Path | None,
-         device: str | None, threads: int | None, quiet: bool, verbose: bool) -> Any:
+         device: str | None, threads: int | None, precision: str, quiet: bool, verbose: bool) -> Any:
     import torch
     import transformers
 
-    from staytuned.finetune.tasks import load_task
+    from staytuned.tasks import load_task
     from staytuned.finetune.trial import ModelCache, run_trial
+    from staytuned.hardware.threads import threads_per_worker
 
-    if threads is not None:
-        if threads < 1:
-            raise InputError("must be >= 1", field="--threads", value=threads)
-        torch.set_num_threads(threads)
+    if threads is not None and threads < 1:
+        raise InputError("must be >= 1", field="--threads", value=threads)
+    chosen = threads_per_worker(1, requested=threads)
+    torch.set_num_threads(chosen.threads)
+    if not quiet:
+        err.print(f"threads: {chosen.threads} ({chosen.reason})", highlight=False)
     if not verbose:
         transformers.utils.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
@@ -208,10 +220,33 @@ def _run(model: str, task: str, config: Any, n_train: int | None, n_eval: int | 
     if bar is not None:
         bar.start()
     try:
-        return run_trial(model, task_obj, config, train_size=n_train, eval_size=n_eval,
-                         eval_split=eval_split, seed=data_seed, save_dir=save_dir, model_cache=cache,
-                         eval_only=eval_only, eval_test=eval_test, label_scoring=label_scoring,
-                         progress=report)
+        with warnings.catch_warnings(record=True) as caught:
+            result = run_trial(model, task_obj, config, train_size=n_train, eval_size=n_eval,
+                               eval_split=eval_split, seed=data_seed, save_dir=save_dir, model_cache=cache,
+                               eval_only=eval_only, eval_test=eval_test, label_scoring=label_scoring,
+                               precision=precision, progress=report)
     finally:
         if bar is not None:
             bar.stop()
+    _show_warnings(caught)
+    return result
+
+
+def _flag_value(precision: str, flag: str) -> str:
+    from staytuned.hardware.precision import check_precision
+
+    try:
+        return check_precision(precision)
+    except InputError as exc:
+        raise InputError("unknown precision", field=flag, value=precision, expected=exc.expected) from None
+
+
+def _show_warnings(caught: list[warnings.WarningMessage]) -> None:
+    """A slow precision is the user's to fix: say it plainly; other warnings go out as before."""
+    from staytuned.hardware.precision import SlowPrecisionWarning
+
+    for w in caught:
+        if issubclass(w.category, SlowPrecisionWarning):
+            err.print(f"[yellow]warning:[/] {w.message}", markup=True, highlight=False)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from staytuned._lazy import lazy_attributes
 
 _LAZY: dict[str, str] = {
-    "DecodingConfig": "staytuned.decoding.config",
-    "GREEDY": "staytuned.decoding.config",
+    "DecodingConfig": "staytuned.hparams.decode",
+    "GREEDY": "staytuned.hparams.decode",
     "Generation": "staytuned.decoding.base",
     "Backend": "staytuned.decoding.base",
     "truncate_at_stop": "staytuned.decoding.stopping",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
-    from staytuned.decoding.config import DecodingConfig
+    from staytuned.hparams.decode import DecodingConfig
 
 FinishReason = Literal["stop", "length"]
 

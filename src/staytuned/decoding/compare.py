@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from staytuned.decoding.config import DecodingConfig
+from staytuned.hparams.decode import DecodingConfig
 from staytuned.decoding.factory import BackendOptions, open_backend
 from staytuned.errors import InputError
 
@@ -148,7 +148,7 @@ def run_compare(models: Sequence[str | None], configs: Sequence[tuple[str, Decod
                     finish_reason=g.finish_reason, n_output_tokens=g.n_output_tokens,
                     reference=None if references is None else references[i]))
             if task is not None:
-                from staytuned.finetune.metrics import compute_metrics
+                from staytuned.tasks import compute_metrics
 
                 metrics = compute_metrics(task, [g.text for g in gens], task.references(rows))
                 scores[column] = float(metrics[task.metric])
@@ -158,7 +158,7 @@ def run_compare(models: Sequence[str | None], configs: Sequence[tuple[str, Decod
 
 
 def _row_text(task: Any, row: dict[str, Any]) -> str:
-    from staytuned.finetune.templates import format_instruction
+    from staytuned.tasks import format_instruction
 
     return format_instruction(task, row)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from staytuned.decoding.config import DecodingConfig
+from staytuned.hparams.decode import DecodingConfig
 from staytuned.errors import InputError
 
 if TYPE_CHECKING:

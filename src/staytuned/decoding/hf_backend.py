@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from staytuned.decoding.base import Generation
-from staytuned.decoding.config import DecodingConfig
+from staytuned.hparams.decode import DecodingConfig
 from staytuned.decoding.stopping import StopSequenceCriteria, truncate_at_stop
 from staytuned.errors import InputError
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from staytuned.decoding.base import Generation
-from staytuned.decoding.config import BACKENDS, DecodingConfig
+from staytuned.hparams.decode import BACKENDS, DecodingConfig
 from staytuned.decoding.stopping import truncate_at_stop
 from staytuned.errors import InputError, StaytunedError
 

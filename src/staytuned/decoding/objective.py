@@ -19,11 +19,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from staytuned.decoding.config import DecodingConfig
+from staytuned.hparams.decode import DecodingConfig
 
 if TYPE_CHECKING:
     from staytuned.decoding.base import Backend, Generation
-    from staytuned.finetune.tasks import Task
+    from staytuned.tasks import Task
 
 # Secondary objectives: name -> optimization direction.
 SECONDARY = {"output_tokens": "min", "distinct_n": "max", "repetition_rate": "min"}
@@ -210,7 +210,7 @@ def task_prompts(task: Task, rows: Sequence[dict[str, Any]], backend: Backend
     passed as is). A chat HTTP server renders templates itself, so it gets the instruction;
     a plain completion server gets the plain instruction format.
     """
-    from staytuned.finetune.templates import build_prompt, format_instruction
+    from staytuned.tasks import build_prompt, format_instruction
 
     tokenizer = getattr(backend, "tokenizer", None)
     if tokenizer is not None:
@@ -227,7 +227,7 @@ def score_config(backend: Backend, task: Task, rows: Sequence[dict[str, Any]],
                  keep_generations: bool = False, confidence: float = 0.95,
                  on_sample: Callable[[int, int], None] | None = None) -> ConfigScore:
     """Decode ``rows`` ``samples`` times (seeds ``seed + i``) and score each pass with the task metric."""
-    from staytuned.finetune.metrics import compute_metrics
+    from staytuned.tasks import compute_metrics
 
     if samples < 1:
         from staytuned.errors import InputError

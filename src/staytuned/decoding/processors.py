@@ -21,7 +21,7 @@ from transformers.generation.logits_process import (
 )
 
 if TYPE_CHECKING:
-    from staytuned.decoding.config import DecodingConfig
+    from staytuned.hparams.decode import DecodingConfig
 
 
 class FrequencyPresencePenaltyProcessor(LogitsProcessor):

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from staytuned.decoding.config import DecodingConfig
+from staytuned.hparams.decode import DecodingConfig
 from staytuned.decoding.factory import BackendOptions, open_backend
 from staytuned.decoding.objective import (
     DEFAULT_MAX_NEW_TOKENS,
@@ -117,7 +117,7 @@ def _default_overrides(task_type: str, overrides: Mapping[str, Any]) -> dict[str
 def check_spec(spec: DecodeTuneSpec) -> tuple[Any, Any]:
     """Everything that can be checked before a model loads: space, strategy, task, overrides,
     every grid point. Returns ``(space, task)``."""
-    from staytuned.finetune.tasks import load_task
+    from staytuned.tasks import load_task
     from staytuned.search.strategies import CBS_STRATEGIES, check_strategy
     from staytuned.space import load_space
 
@@ -180,17 +180,15 @@ class DecodeObjective:
 
     def __call__(self, trial: Any) -> float:
         from staytuned.search.objective import TrialFailed
-        from staytuned.space import config_id
+        from staytuned.search.records import cell_attrs, result_attrs, write_record
 
         config = self.space.suggest(trial, self.context)
         config.update(self.overrides)
         config.pop("model", None)
-        cid = config_id(config)
-        for key, value in {"task": self.task.name, "model": self.model_name, "method": None,
-                           "train_size": None, "seed": self.seed, "config_id": cid,
-                           "config": config, "versions": self.versions,
-                           "metric": self.task.metric, "n_eval": len(self.rows)}.items():
-            trial.set_user_attr(key, value)
+        measured = {"metric": self.task.metric, "n_eval": len(self.rows)}
+        write_record(trial, {**cell_attrs(task=self.task.name, model=self.model_name, method=None,
+                                          train_size=None, seed=self.seed, config=config,
+                                          versions=self.versions), **measured})
         started = time.perf_counter()
         try:
             cfg = _decoding_config(config)
@@ -198,51 +196,31 @@ class DecodeObjective:
                                   seed=self.seed, prompts=self.prompts, confidence=self.confidence)
         except InputError as exc:
             # An invalid combination fails this trial only (the space could not rule it out).
-            return self._fail(trial, config, f"invalid decoding config: {exc}", started)
+            reason = f"invalid decoding config: {exc}"
         except Exception as exc:
             from staytuned.decoding.http_backend import BackendError
 
             if isinstance(exc, BackendError):
                 raise  # a server that is down fails every trial: stop and say why
-            return self._fail(trial, config, f"{type(exc).__name__}: {exc}", started)
-        est = result.score
-        trial.set_user_attr("status", "ok")
-        trial.set_user_attr("error", None)
-        trial.set_user_attr("score", _finite(est.mean))
-        trial.set_user_attr("metrics", _clean(result.metrics()))
-        trial.set_user_attr("decoding", cfg.to_dict())
-        trial.set_user_attr("runtime_s", time.perf_counter() - started)
-        if self.on_trial is not None:
-            self.on_trial(trial.number, result, config, None)
-        if not math.isfinite(est.mean):
-            trial.set_user_attr("status", "failed")
-            raise TrialFailed("the metric is not a number")
-        return est.mean
-
-    def _fail(self, trial: Any, config: dict[str, Any], reason: str, started: float) -> float:
-        from staytuned.search.objective import TrialFailed
-
-        trial.set_user_attr("status", "failed")
-        trial.set_user_attr("error", reason)
-        trial.set_user_attr("score", None)
-        trial.set_user_attr("runtime_s", time.perf_counter() - started)
+            reason = f"{type(exc).__name__}: {exc}"
+        else:
+            est = result.score
+            finite = math.isfinite(est.mean)
+            attrs = result_attrs({**measured, "status": "ok" if finite else "failed",
+                                  "error": None if finite else "the metric is not a number",
+                                  "score": est.mean, "metrics": result.metrics(),
+                                  "runtime_s": time.perf_counter() - started})
+            write_record(trial, {**attrs, "decoding": cfg.to_dict()})
+            if self.on_trial is not None:
+                self.on_trial(trial.number, result, config, None)
+            if attrs["status"] != "ok":
+                raise TrialFailed(str(attrs["error"]))
+            return est.mean
+        write_record(trial, result_attrs({**measured, "status": "failed", "error": reason,
+                                          "runtime_s": time.perf_counter() - started}))
         if self.on_trial is not None:
             self.on_trial(trial.number, None, config, reason)
         raise TrialFailed(reason)
-
-
-def _finite(v: float) -> float | None:
-    return v if isinstance(v, int | float) and math.isfinite(v) else None
-
-
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return _finite(obj)
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_clean(v) for v in obj]
-    return obj
 
 
 # ---------------------------------------------------------------------------- study
@@ -303,7 +281,7 @@ def run_decode_tune(spec: DecodeTuneSpec, *, backend: Any = None,
 
 
 def _grid_exhausted(study: Any, sampler: Any) -> bool:
-    from staytuned.search.study import _grid_done
+    from staytuned.search.strategies.grid import grid_done as _grid_done
 
     return _grid_done(study, sampler)
 
@@ -311,22 +289,20 @@ def _grid_exhausted(study: Any, sampler: Any) -> bool:
 def collect_rows(study: Any, confidence: float = 0.95) -> list[ConfigRow]:
     """Distinct configs of the finished trials (a config sampled twice keeps its first trial),
     with the extra seeds of a confirmation merged in."""
-    from optuna.trial import TrialState
+    from staytuned.search.records import study_records
 
     confirmed: dict[str, Any] = study.user_attrs.get(CONFIRM_ATTR) or {}
     rows: dict[str, ConfigRow] = {}
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        cid = t.user_attrs.get("config_id")
-        if cid is None or cid in rows:
+    for rec in study_records(study):
+        if rec.status != "ok" or rec.config_id in rows:
             continue
-        metrics = t.user_attrs.get("metrics") or {}
-        scores = [float(s) for s in metrics.get("sample_scores") or [] if s is not None]
-        extra = confirmed.get(cid, {})
+        scores = [float(s) for s in rec.metrics.get("sample_scores") or [] if s is not None]
+        extra = confirmed.get(rec.config_id, {})
         scores += [float(s) for s in extra.get("sample_scores", [])]
-        rows[cid] = ConfigRow(
-            trial=t.number, config_id=cid, config=dict(t.user_attrs.get("config") or t.params),
-            estimate=Estimate.of(scores or [t.value], confidence),
-            secondary={k: _nan(metrics.get(k)) for k in SECONDARY}, sample_scores=scores,
+        rows[rec.config_id] = ConfigRow(
+            trial=rec.number, config_id=rec.config_id, config=dict(rec.config),
+            estimate=Estimate.of(scores or [rec.score], confidence),
+            secondary={k: _nan(rec.metrics.get(k)) for k in SECONDARY}, sample_scores=scores,
         )
     return list(rows.values())
 

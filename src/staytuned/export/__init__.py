@@ -14,6 +14,7 @@ from typing import Any
 from staytuned.errors import InputError
 from staytuned.export.mapping import map_schedule, resolve_config, split_batch
 from staytuned.export.writers import ExportPlan, render
+from staytuned.hparams.schema import check_execution, split_execution
 
 #: target -> (formats, default format)
 TARGETS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -88,12 +89,21 @@ def plan_export(
     dataset: str | None = None,
     output_dir: str | None = None,
     strict: bool = False,
+    precision: str | None = None,
 ) -> ExportPlan:
-    """Resolve defaults, split the batch and map the schedule for ``target``."""
+    """Resolve defaults, split the batch and map the schedule for ``target``.
+
+    ``precision`` is an execution setting of the exported run (auto, fp32, bf16, fp16); a config
+    that carries execution settings (e.g. an older study's) has them split off, and an explicit
+    ``precision`` wins over the config's.
+    """
     if target not in TARGETS:
         raise InputError("unknown export target", field="to", value=target, expected=", ".join(TARGETS))
     if not model or not str(model).strip():
         raise InputError("a model id is required", field="model", expected="e.g. Qwen/Qwen2.5-0.5B")
+    config, execution = split_execution(config)
+    precision = check_execution({"precision": precision or execution.get("precision") or "auto"})[
+        "precision"]
     hp = resolve_config(config)
     if target == "peft" and hp["method"] != "lora":
         raise InputError("full fine-tuning has no PEFT adapter config", field="method",
@@ -111,12 +121,12 @@ def plan_export(
     if target == "hf-args":
         notes.append(f"TrainingArguments has no sequence length: truncate inputs to "
                      f"{hp['max_seq_length']} tokens")
-    if hp["precision"] == "auto" and target in ("trl", "hf-args"):
+    if precision == "auto" and target in ("trl", "hf-args"):
         notes.append("precision 'auto': bf16 where the GPU supports it (Python files decide at run time; "
                      "JSON files say \"bf16\": false: set it true on such GPUs)")
     return ExportPlan(target=target, model=str(model), hp=hp, batch=batch, schedule=schedule,
                       source=source, dataset=dataset, output_dir=output_dir,
-                      warnings=tuple(warnings), notes=tuple(notes))
+                      warnings=tuple(warnings), notes=tuple(notes), precision=precision)
 
 
 _ONLY_FOR = {"time_decay_k": "time_based", "step_size_epochs": "step", "step_gamma": "step", "exp_gamma": "exponential"}

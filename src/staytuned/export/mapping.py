@@ -10,30 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from staytuned.errors import InputError
+from staytuned.hparams.schema import train_defaults
+from staytuned.hparams.train import TrainConfig
 
-# TrainConfig defaults, from docs/CONTRACTS.md ("Training hyperparameter names"). Exports fill in
-# whatever a recommendation or a study left unset with these, so every file is complete.
-DEFAULTS: dict[str, Any] = {
-    "method": "lora",
-    "lr_scheduler": "linear",
-    "warmup_ratio": 0.0,
-    "weight_decay": 0.0,
-    "batch_size": 8,
-    "epochs": 3.0,
-    "max_seq_length": 512,
-    "optimizer": "adamw",
-    "seed": 0,
-    "lora_r": 16,
-    "lora_alpha": 32,
-    "lora_dropout": 0.05,
-    "lora_target_modules": "all-linear",
-    "time_decay_k": 1.0,
-    "step_size_epochs": 1.0,
-    "step_gamma": 0.5,
-    "exp_gamma": 0.5,
-    "precision": "auto",
-}
-DEFAULT_LR = {"lora": 1e-4, "full": 1e-5}
+# Every hyperparameter's default, from the one declaration. Exports fill in whatever a
+# recommendation or a study left unset with these, so every file is complete.
+DEFAULTS: dict[str, Any] = {k: v for k, v in train_defaults().items() if k != "learning_rate"}
 
 #: Schedules every target understands under the same name (all follow HF ``SchedulerType``).
 NATIVE_SCHEDULES = ("linear", "cosine", "constant", "constant_with_warmup", "polynomial")
@@ -66,42 +48,11 @@ class ScheduleMapping:
 
 
 def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Fill defaults and validate the HPs an export needs; raise InputError naming the field."""
-    hp = {**DEFAULTS, **{k: v for k, v in config.items() if v is not None}}
-    if hp["method"] not in DEFAULT_LR:
-        raise InputError("unknown method", field="method", value=hp["method"], expected="lora or full")
-    hp.setdefault("learning_rate", DEFAULT_LR[hp["method"]])
-    for name in ("learning_rate", "warmup_ratio", "weight_decay", "epochs", "lora_dropout"):
-        hp[name] = _number(hp, name, float)
-    for name in ("batch_size", "max_seq_length", "seed", "lora_r", "lora_alpha"):
-        hp[name] = _number(hp, name, int)
-    if hp["learning_rate"] <= 0:
-        raise InputError("must be positive", field="learning_rate", value=hp["learning_rate"])
-    if hp["batch_size"] < 1:
-        raise InputError("must be at least 1", field="batch_size", value=hp["batch_size"])
-    if not 0 <= hp["warmup_ratio"] < 1:
-        raise InputError("out of range", field="warmup_ratio", value=hp["warmup_ratio"], expected="0 <= x < 1")
-    if hp["optimizer"] not in OPTIMIZERS:
-        raise InputError("unknown optimizer", field="optimizer", value=hp["optimizer"],
-                         expected=", ".join(OPTIMIZERS))
-    if hp["precision"] not in ("auto", "fp32", "bf16"):
-        raise InputError("unknown precision", field="precision", value=hp["precision"],
-                         expected="auto, fp32 or bf16")
-    if hp["lr_scheduler"] not in NATIVE_SCHEDULES + DECAY_SCHEDULES:
-        raise InputError("unknown schedule", field="lr_scheduler", value=hp["lr_scheduler"],
-                         expected=", ".join(NATIVE_SCHEDULES + DECAY_SCHEDULES))
-    return hp
+    """Fill defaults and validate the HPs an export needs; raise InputError naming the field.
 
-
-def _number(hp: dict[str, Any], name: str, kind: type) -> Any:
-    value = hp[name]
-    try:
-        number = kind(float(value)) if kind is int else kind(value)
-    except (TypeError, ValueError):
-        raise InputError("not a number", field=name, value=value, expected=kind.__name__) from None
-    if kind is int and float(value) != number:
-        raise InputError("not a whole number", field=name, value=value, expected="an integer")
-    return number
+    Validation is TrainConfig's (the schema's), so an export accepts exactly what a trial does.
+    """
+    return TrainConfig.from_dict({k: v for k, v in config.items() if v is not None}).to_dict()
 
 
 def split_batch(effective: int, micro_batch: int | None = None, devices: int = 1) -> BatchSplit:

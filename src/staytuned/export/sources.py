@@ -8,8 +8,11 @@ from typing import Any
 
 from staytuned.errors import InputError, StorageError
 from staytuned.export.mapping import DEFAULTS
+from staytuned.hparams.schema import EXECUTION_SETTINGS
 
 HP_NAMES = frozenset(DEFAULTS) | {"learning_rate"}
+# Execution settings (precision ...) may ride along in a config file; plan_export splits them off.
+_ACCEPTED = HP_NAMES | EXECUTION_SETTINGS
 
 
 def clean_config(raw: dict[str, Any], *, where: str) -> dict[str, Any]:
@@ -17,7 +20,7 @@ def clean_config(raw: dict[str, Any], *, where: str) -> dict[str, Any]:
     config: dict[str, Any] = {}
     for key, value in raw.items():
         name = key[3:] if key.startswith("hp_") else key
-        if name not in HP_NAMES:
+        if name not in _ACCEPTED:
             raise InputError("not a training hyperparameter", file=where, field=key,
                              expected="one of " + ", ".join(sorted(HP_NAMES)))
         if value is not None and not (isinstance(value, float) and value != value):  # skip NaN cells
@@ -48,33 +51,27 @@ def config_from_file(path: str | Path) -> tuple[dict[str, Any], str]:
 
 
 def config_from_study(storage: str, study_name: str | None = None) -> tuple[dict[str, Any], str]:
-    """The best finished trial of a single-objective study: its params plus method/seed attrs."""
-    import optuna
+    """The best finished trial of a single-objective study: its config plus method/seed."""
+    from staytuned.search.records import study_records
 
     study = load_study(storage, study_name)
     if len(study.directions) > 1:
         raise InputError("a multi-objective study has no single best configuration",
                          field="study", value=study.study_name, expected="a single-objective training study")
-    trials = [
-        t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        if t.user_attrs.get("status", "ok") == "ok" and t.value is not None
-    ]
-    if not trials:
+    ok = [r for r in study_records(study) if r.status == "ok" and r.score is not None]
+    if not ok:
         raise InputError("no completed trial to export", field="study", value=study.study_name)
-    sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
-    best = max(trials, key=lambda t: (sign * t.value, -t.number))
+    sign = 1 if study.direction.name == "MAXIMIZE" else -1
+    best = max(ok, key=lambda r: (sign * r.score, -r.number))
     if study.user_attrs.get("kind") == "decode":
         raise InputError("a decoding study holds generation settings, not a training configuration",
                          field="study", value=study.study_name, expected="a tune or grid study")
-    raw: dict[str, Any] = {}
-    for attr in ("method", "seed"):  # fixed axes are stored as attrs, not params
-        if best.user_attrs.get(attr) is not None:
-            raw[attr] = best.user_attrs[attr]
-    # staytuned trials store the whole config (fixed HPs too); plain studies only have params.
-    stored = best.user_attrs.get("config") if isinstance(best.user_attrs.get("config"), dict) else {}
-    for values in (stored, best.params):
-        raw.update({k: v for k, v in values.items() if k in HP_NAMES or k.startswith("hp_")})
-    source = f"study {study.study_name!r} trial {best.number} (score {best.value:.4g})"
+    # The record's config is hyperparameters only (an old trial's precision is an execution
+    # setting); method and seed are cell attrs when they were fixed rather than searched.
+    raw: dict[str, Any] = {"method": best.method, "seed": best.seed}
+    raw = {k: v for k, v in raw.items() if v is not None}
+    raw.update({k: v for k, v in best.config.items() if k in HP_NAMES or k.startswith("hp_")})
+    source = f"study {study.study_name!r} trial {best.number} (score {best.score:.4g})"
     return clean_config(raw, where=f"study {study.study_name}"), source
 
 
@@ -126,7 +123,7 @@ def storage_url(storage: str) -> str:
 
 def config_from_recommendation(ref: str, rank: int = 1) -> tuple[dict[str, Any], str]:
     """A shipped recommendation, ``MODEL/METHOD`` (model names and aliases as `staytuned recommend`)."""
-    from staytuned.recommendations import recommend
+    from staytuned.cbs import recommend
 
     model, _, method = ref.rpartition("/")
     if not model or not method:

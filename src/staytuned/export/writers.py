@@ -30,6 +30,8 @@ class ExportPlan:
     output_dir: str | None = None
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    #: An execution setting of the exported run, not a hyperparameter: auto, fp32, bf16 or fp16.
+    precision: str = "auto"
 
     @property
     def lora(self) -> bool:
@@ -92,7 +94,9 @@ def axolotl_config(plan: ExportPlan) -> dict[str, Any]:
     cfg["warmup_ratio"] = hp["warmup_ratio"]
     cfg["weight_decay"] = hp["weight_decay"]
     cfg["seed"] = hp["seed"]
-    cfg["bf16"] = {"auto": "auto", "bf16": True, "fp32": False}[hp["precision"]]
+    cfg["bf16"] = {"auto": "auto", "bf16": True, "fp32": False, "fp16": False}[plan.precision]
+    if plan.precision == "fp16":
+        cfg["fp16"] = True
     return cfg
 
 
@@ -128,7 +132,9 @@ def llama_factory_config(plan: ExportPlan) -> dict[str, Any]:
     cfg["optim"] = OPTIMIZERS[hp["optimizer"]]
     cfg["seed"] = hp["seed"]
     # "auto" means bf16 where the GPU has it; LLaMA-Factory has no auto, and its examples use bf16.
-    cfg["bf16"] = hp["precision"] != "fp32"
+    cfg["bf16"] = plan.precision in ("auto", "bf16")
+    if plan.precision == "fp16":
+        cfg["fp16"] = True
     return cfg
 
 
@@ -167,9 +173,11 @@ def training_kwargs(plan: ExportPlan, *, json_mode: bool) -> dict[str, Any]:
     if json_mode:
         # JSON cannot test the GPU at run time, and TRL defaults bf16 to True (which fails on CPUs
         # and older GPUs): state it. "auto" -> false here; the note in the file says when to flip it.
-        kw["bf16"] = hp["precision"] == "bf16"
-    elif hp["precision"] == "bf16":
+        kw["bf16"] = plan.precision == "bf16"
+    elif plan.precision == "bf16":
         kw["bf16"] = True
+    if plan.precision == "fp16":
+        kw["fp16"] = True
     kw["report_to"] = "none"
     return kw
 
@@ -201,9 +209,9 @@ _WARMUP_PY = (
 
 
 def _precision_extra(plan: ExportPlan) -> list[str]:
-    if plan.hp["precision"] == "auto":
+    if plan.precision == "auto":
         return [_BF16_AUTO]
-    return ["bf16=False"] if plan.hp["precision"] == "fp32" else []  # TRL's default is bf16=True
+    return [] if plan.precision == "bf16" else ["bf16=False"]  # TRL's default is bf16=True
 
 
 def hf_args_python(plan: ExportPlan) -> str:

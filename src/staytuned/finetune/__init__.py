@@ -1,7 +1,8 @@
-"""Fine-tuning trials: tasks, templates, metrics, TrainConfig, schedules, trainer, run_trial.
+"""Fine-tuning trials: schedules, trainer, evaluation, run_trial.
 
-Names are imported lazily so that ``import staytuned.finetune`` (and the light modules
-``tasks``, ``templates``, ``metrics``, ``config``) never pull in torch.
+Names are imported lazily so that ``import staytuned.finetune`` never pulls in torch. ``Task``,
+``load_task`` and ``compute_metrics`` live in :mod:`staytuned.tasks` and ``TrainConfig`` in
+:mod:`staytuned.hparams`; they are re-exported here because a trial takes them.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ _LAZY: dict[str, str] = {
     "run_trial": "staytuned.finetune.trial",
     "TrialResult": "staytuned.finetune.trial",
     "ModelCache": "staytuned.finetune.trial",
-    "TrainConfig": "staytuned.finetune.config",
-    "Task": "staytuned.finetune.tasks",
-    "load_task": "staytuned.finetune.tasks",
-    "compute_metrics": "staytuned.finetune.metrics",
+    "TrainConfig": "staytuned.hparams.train",
+    "Task": "staytuned.tasks",
+    "load_task": "staytuned.tasks",
+    "compute_metrics": "staytuned.tasks",
 }
 
 

@@ -17,9 +17,12 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from staytuned.finetune.trainer import cut_middle, left_pad
+from staytuned.finetune.trainer import cut_middle, left_pad, resolve_precision
+
+if TYPE_CHECKING:
+    from staytuned.hardware.precision import PrecisionChoice
 
 MAX_NEW_TOKENS = {"summarization": 64, "qa": 32}
 LABEL_SCORINGS = ("loglik", "generate")
@@ -50,18 +53,18 @@ def evaluate(
     template: str | None = None,
     device: Any = None,
     progress: Progress | None = None,
-    bf16: bool = False,
+    precision: str | PrecisionChoice = "fp32",
 ) -> EvalOutput:
-    """Predict every row and compute the task's metrics (see :mod:`staytuned.finetune.metrics`).
+    """Predict every row and compute the task's metrics (see :mod:`staytuned.tasks.metrics`).
 
-    ``bf16``: run the model under bf16 autocast (as training does for precision "bf16").
+    ``precision``: auto, fp32, bf16, fp16 or a decided ``PrecisionChoice``; the model runs under
+    that autocast (``run_trial`` passes the choice its training used).
     """
     import time
 
     import torch
 
-    from staytuned.finetune.metrics import compute_metrics
-    from staytuned.finetune.templates import build_prompt, completion_suffix
+    from staytuned.tasks import build_prompt, completion_suffix, compute_metrics
 
     started = time.perf_counter()
     if label_scoring not in LABEL_SCORINGS:
@@ -76,7 +79,9 @@ def evaluate(
     was_training = model.training
     model.eval()
     device_type = "cuda" if str(device).startswith("cuda") else "cpu"
-    with torch.inference_mode(), torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=bf16):
+    choice = resolve_precision(precision, device)
+    with torch.inference_mode(), torch.autocast(device_type=device_type, dtype=choice.torch_dtype(),
+                                                enabled=choice.autocast):
         if task.type == "classification" and label_scoring == "loglik":
             predictions = _loglik_labels(model, tokenizer, prompt_ids, list(task.labels), suffix,
                                          max_seq_length, device, progress)

@@ -23,7 +23,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from staytuned.finetune.config import TrainConfig
+from staytuned.hparams.train import TrainConfig
 
 HF_SCHEDULES = ("linear", "cosine", "constant", "constant_with_warmup", "polynomial")
 

@@ -24,10 +24,13 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from staytuned.finetune.config import TrainConfig
+from staytuned.hparams.train import TrainConfig
 from staytuned.finetune.schedules import build_scheduler
+
+if TYPE_CHECKING:
+    from staytuned.hardware.precision import PrecisionChoice
 
 MAX_GRAD_NORM = 1.0
 MEGABATCH_FACTOR = 16
@@ -206,13 +209,13 @@ def is_oom(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
-def use_bf16(precision: str, device: Any) -> bool:
-    """bf16 autocast for "bf16", and for "auto" on GPUs that support it; fp32 otherwise."""
-    import torch
+def resolve_precision(precision: str | PrecisionChoice | None, device: Any) -> PrecisionChoice:
+    """A :class:`~staytuned.hardware.precision.PrecisionChoice` as is, else the hardware decision."""
+    from staytuned.hardware.precision import PrecisionChoice, choose_precision
 
-    if precision == "bf16":
-        return True
-    return precision == "auto" and str(device).startswith("cuda") and torch.cuda.is_bf16_supported()
+    if isinstance(precision, PrecisionChoice):
+        return precision
+    return choose_precision(precision, device)
 
 
 def default_micro_batch(examples: Sequence[Example], batch_size: int, device: Any) -> int:
@@ -229,11 +232,15 @@ def train(
     pad_id: int,
     device: Any,
     micro_batch_size: int | None = None,
+    precision: str | PrecisionChoice = "auto",
     on_epoch_end: Callable[[int], bool] | None = None,
     on_step: Callable[[int, int, float], None] | None = None,
     stats: TrainStats | None = None,
 ) -> TrainStats:
     """Train the parameters of ``model`` that require grad; return the loss curve and counters.
+
+    ``precision``: auto, fp32, bf16, fp16 or a decided ``PrecisionChoice`` (see
+    :mod:`staytuned.hardware.precision`); fp16 scales the loss with ``torch.amp.GradScaler``.
 
     ``on_epoch_end(epoch)`` (1-based) runs after every epoch, the last (partial) one included;
     returning True stops training (pruning). ``on_step(step, total_steps, loss)`` reports progress.
@@ -256,8 +263,9 @@ def train(
     scheduler = build_scheduler(optimizer, config, total_steps, steps_per_epoch)
     micro = micro_batch_size or default_micro_batch(examples, config.batch_size, device)
     stats.micro_batch_size, stats.grad_accumulation = micro, math.ceil(config.batch_size / micro)
-    bf16 = use_bf16(config.precision, device)
     device_type = "cuda" if str(device).startswith("cuda") else "cpu"
+    choice = resolve_precision(precision, device)
+    amp = _Amp(choice, device_type)
     keep_logits = supports_logits_to_keep(model)
     lengths = [len(e.input_ids) for e in examples]
     rng = random.Random(config.seed)
@@ -277,7 +285,7 @@ def train(
             while True:
                 try:
                     loss_value, tokens = _accumulate(model, batch, n_target, micro, pad_id, device,
-                                                     keep_logits, bf16, device_type)
+                                                     keep_logits, amp)
                     break
                 except Exception as exc:  # noqa: BLE001 - only OOM is retried
                     if not is_oom(exc):
@@ -292,9 +300,10 @@ def train(
                 clock()
                 stats.loss_curve.append([step + 1, loss_value])
                 raise NonFiniteLoss(step + 1, loss_value)
+            amp.unscale(optimizer)
             torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
-            optimizer.step()
-            scheduler.step()
+            if amp.step(optimizer):
+                scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
             stats.train_tokens += tokens
@@ -319,22 +328,55 @@ def train(
     return stats
 
 
-def _accumulate(model: Any, batch: list[Example], n_target: int, micro: int, pad_id: int, device: Any,
-                keep_logits: bool, bf16: bool, device_type: str) -> tuple[float, int]:
-    """Forward + backward of one effective batch in micro-batches; returns (mean loss, tokens)."""
-    import torch
+class _Amp:
+    """Autocast and (fp16) loss scaling of one training run, as the precision choice says."""
 
+    def __init__(self, choice: PrecisionChoice, device_type: str) -> None:
+        import torch
+
+        self.choice, self.device_type = choice, device_type
+        self.dtype = choice.torch_dtype()
+        self.scaler = torch.amp.GradScaler(device_type) if choice.grad_scaler else None
+
+    def autocast(self) -> Any:
+        import torch
+
+        return torch.autocast(device_type=self.device_type, dtype=self.dtype, enabled=self.choice.autocast)
+
+    def backward(self, loss: Any) -> None:
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def unscale(self, optimizer: Any) -> None:
+        # Gradients must be unscaled before clipping, or the clip norm would apply to scaled values.
+        if self.scaler is not None:
+            self.scaler.unscale_(optimizer)
+
+    def step(self, optimizer: Any) -> bool:
+        """Step the optimizer; False when the loss scaler skipped it (overflowing fp16 gradients)."""
+        if self.scaler is None:
+            optimizer.step()
+            return True
+        scale = self.scaler.get_scale()
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        # The scale drops only after an overflow; the schedule then waits too, as in transformers.
+        return self.scaler.get_scale() >= scale
+
+
+def _accumulate(model: Any, batch: list[Example], n_target: int, micro: int, pad_id: int, device: Any,
+                keep_logits: bool, amp: _Amp) -> tuple[float, int]:
+    """Forward + backward of one effective batch in micro-batches; returns (mean loss, tokens)."""
     total = 0.0
     tokens = 0
     for start in range(0, len(batch), micro):
         part = batch[start:start + micro]
-        with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=bf16):
+        with amp.autocast():
             loss_sum, _ = target_loss_sum(model, part, pad_id, device, keep_logits)
         loss = loss_sum / max(1, n_target)
         value = float(loss.detach())
         if not math.isfinite(value):
             return value, tokens
-        loss.backward()
+        amp.backward(loss)
         total += value
         tokens += sum(len(e.input_ids) for e in part)
     return total, tokens

@@ -25,11 +25,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from staytuned.errors import InputError
-from staytuned.finetune.config import TrainConfig
+from staytuned.hparams.train import TrainConfig
 from staytuned.models import LoadedModel, load_model, resolve_model
+
+if TYPE_CHECKING:
+    from staytuned.hardware.precision import PrecisionChoice
 
 #: progress(phase, done, total) with phase "train" (optimizer steps) or "eval" (examples).
 Progress = Callable[[str, int, int], None]
@@ -67,6 +70,7 @@ class TrialResult:
     steps: int = 0
     micro_batch_size: int = 0
     grad_accumulation: int = 0
+    precision: str = ""  # how it ran: fp32, bf16 or fp16 (precision "auto" resolved on its device)
     label_scoring: str | None = None
     saved_to: str | None = None
 
@@ -114,7 +118,7 @@ class ModelCache:
 
 
 def _resolve_task(task: Any) -> Any:
-    from staytuned.finetune.tasks import Task, load_task
+    from staytuned.tasks import Task, load_task
 
     if isinstance(task, Task):
         return task
@@ -153,6 +157,7 @@ def run_trial(
     template: str | None = None,
     device: str | None = None,
     micro_batch_size: int | None = None,
+    precision: str = "auto",
     progress: Progress | None = None,
 ) -> TrialResult:
     """Fine-tune ``model`` on ``task`` with ``config`` and score it; see the module docstring.
@@ -165,16 +170,24 @@ def run_trial(
     - ``save_dir``: save the adapter (lora) or the whole model (full) and the tokenizer there.
     - ``device``: where a model given by reference is loaded when no ``model_cache`` is given
       (default: CUDA when available); training and scoring run where the model is.
+    - ``precision``: auto, fp32, bf16 or fp16, an execution setting decided by
+      :func:`staytuned.hardware.precision.choose_precision` for the model's device; the result's
+      ``precision`` says what ran. A slow explicit choice issues a ``SlowPrecisionWarning``.
     """
+    from staytuned.hardware.precision import check_precision, choose_precision
+
     started = time.perf_counter()
+    precision = check_precision(precision)
     task_obj = _resolve_task(task)
     loaded = _resolve_model(model, model_cache, device)
     device = str(next(loaded.model.parameters()).device)  # train and score where the model lives
+    choice = choose_precision(precision, device)
     model_name = str(model) if isinstance(model, str | Path) else loaded.name
     result = TrialResult(status="failed", metric=task_obj.metric, direction=task_obj.direction,
                          task=task_obj.name, model=model_name, train_size=train_size,
                          eval_split=eval_split,
-                         label_scoring=label_scoring if task_obj.type == "classification" else None)
+                         label_scoring=label_scoring if task_obj.type == "classification" else None,
+                         precision=choice.dtype)
     train_rows = [] if eval_only else task_obj.train_rows(train_size, seed=seed)
     eval_rows = task_obj.eval_rows(eval_split, eval_size, seed=seed)
     test_rows = task_obj.eval_rows("test", eval_size, seed=seed) if eval_test else []
@@ -188,8 +201,9 @@ def run_trial(
         return result
     result.config = cfg.to_dict()
     _TrialRun(loaded, task_obj, cfg, result, device=device, template=template,
-              label_scoring=label_scoring, micro_batch_size=micro_batch_size, progress=progress,
-              on_epoch=on_epoch).run(train_rows, eval_rows, test_rows, eval_only=eval_only, save_dir=save_dir)
+              label_scoring=label_scoring, micro_batch_size=micro_batch_size, precision=choice,
+              progress=progress, on_epoch=on_epoch).run(train_rows, eval_rows, test_rows,
+                                                        eval_only=eval_only, save_dir=save_dir)
     result.runtime_s = time.perf_counter() - started
     return result
 
@@ -199,10 +213,12 @@ class _TrialRun:
 
     def __init__(self, loaded: LoadedModel, task: Any, cfg: TrainConfig, result: TrialResult, *,
                  device: str, template: str | None, label_scoring: str, micro_batch_size: int | None,
-                 progress: Progress | None, on_epoch: Callable[[int, float], bool] | None) -> None:
+                 precision: PrecisionChoice, progress: Progress | None,
+                 on_epoch: Callable[[int, float], bool] | None) -> None:
         self.loaded, self.task, self.cfg, self.result = loaded, task, cfg, result
         self.device, self.template, self.label_scoring = device, template, label_scoring
         self.micro_batch_size, self.progress, self.on_epoch = micro_batch_size, progress, on_epoch
+        self.precision = precision
 
     def run(self, train_rows: list, eval_rows: list, test_rows: list, *, eval_only: bool,
             save_dir: str | Path | None) -> None:
@@ -282,7 +298,7 @@ class _TrialRun:
             result.error = "trial failed"
 
     def _train(self, model: Any, train_rows: list, eval_rows: list, stats: Any) -> tuple[int, Any] | None:
-        from staytuned.finetune.templates import build_chat_example, completion_suffix
+        from staytuned.tasks import build_chat_example, completion_suffix
         from staytuned.finetune.trainer import encode_pairs, train
 
         tokenizer = self.loaded.tokenizer
@@ -303,13 +319,12 @@ class _TrialRun:
                 self.progress("train", step, total)
 
         train(model, examples, self.cfg, pad_id=_pad_id(tokenizer), device=self.device,
-              micro_batch_size=self.micro_batch_size, on_step=on_step, stats=stats,
+              micro_batch_size=self.micro_batch_size, precision=self.precision, on_step=on_step, stats=stats,
               on_epoch_end=epoch_end if self.on_epoch is not None else None)
         return last_eval[0] if last_eval else None
 
     def _eval(self, model: Any, rows: list) -> Any:
         from staytuned.finetune.evaluate import evaluate
-        from staytuned.finetune.trainer import use_bf16
 
         progress = None
         if self.progress is not None:
@@ -321,7 +336,7 @@ class _TrialRun:
         return evaluate(model, self.loaded.tokenizer, self.task, rows, label_scoring=self.label_scoring,
                         max_seq_length=self.cfg.max_seq_length, template=self.template,
                         device=self.device, progress=progress,
-                        bf16=use_bf16(self.cfg.precision, self.device))
+                        precision=self.precision)
 
     def _save(self, model: Any, folder: Path) -> None:
         try:
@@ -329,7 +344,8 @@ class _TrialRun:
             model.save_pretrained(folder)  # a PeftModel saves only the adapter
             self.loaded.tokenizer.save_pretrained(folder)
             meta = {"task": self.task.name, "model": self.result.model, "method": self.cfg.method,
-                    "config": self.cfg.to_dict(), "score": self.result.score, "metric": self.task.metric}
+                    "config": self.cfg.to_dict(), "precision": self.precision.dtype,
+                    "score": self.result.score, "metric": self.task.metric}
             (folder / "staytuned-trial.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
             self.result.saved_to = str(folder)
         except OSError as exc:

@@ -6,8 +6,6 @@ from a :class:`ReportInput`, so studies and tables go through the same code.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +24,7 @@ class Run:
     config_id: str
     params: dict[str, Any]
     score: float
-    status: str  # "ok" | "failed" | "pruned"
+    status: str  # "ok" | "failed" | "pruned" (a TrialStatus of a finished trial)
     study: str | None = None
     number: int | None = None
     values: tuple[float, ...] | None = None  # all objectives of a multi-objective trial
@@ -74,12 +72,6 @@ def is_table_path(ref: str) -> bool:
     return "://" not in ref and Path(ref).suffix.lower() in TABLE_SUFFIXES
 
 
-def config_key(params: dict[str, Any]) -> str:
-    """Stable id of an HP assignment (same HPs -> same id) for runs without a stored config_id."""
-    text = json.dumps(params, sort_keys=True, default=str)
-    return "h" + hashlib.sha1(text.encode()).hexdigest()[:8]
-
-
 # --------------------------------------------------------------------------- results tables
 def from_table(path: str | Path, columns: Any = None, direction: str | None = None) -> ReportInput:
     """Runs of a results table (any format :func:`staytuned.results.load_results` reads).
@@ -87,10 +79,10 @@ def from_table(path: str | Path, columns: Any = None, direction: str | None = No
     ``direction`` ("max"/"min") applies to every dataset; by default it follows the metric
     name (loss-like = min), as in ``staytuned cbs``.
     """
-    from staytuned.results import _read_columns, load_results  # the table's own reader, for errors
+    from staytuned.results import load_results, read_columns  # the table's own reader, for errors
 
     table = load_results(path, columns)
-    errors = _error_column(Path(path), _read_columns)
+    errors = _error_column(Path(path), read_columns)
     metric_dirs = _table_directions(table)
     if direction is not None:
         if direction not in ("max", "min"):
@@ -175,10 +167,9 @@ def from_storage(storage: str, study_name: str | None = None) -> ReportInput:
                        directions=directions, table=table)
 
 
-_STATE_STATUS = {"COMPLETE": "ok", "FAIL": "failed", "PRUNED": "pruned"}
-
-
 def _study_runs(study: Any) -> tuple[StudyInfo, list[Run]]:
+    from staytuned.search.records import study_records
+
     attrs = study.user_attrs
     kind = str(attrs.get("kind", "unknown"))
     directions = tuple("max" if d.name == "MAXIMIZE" else "min" for d in study.directions)
@@ -190,34 +181,16 @@ def _study_runs(study: Any) -> tuple[StudyInfo, list[Run]]:
             names = tuple(f"objective {i}" for i in range(len(directions)))
     states: dict[str, int] = {}
     runs: list[Run] = []
-    for t in study.get_trials(deepcopy=False):
-        states[t.state.name] = states.get(t.state.name, 0) + 1
-        if t.state.name not in _STATE_STATUS:
-            continue  # RUNNING / WAITING: not a result yet
-        ua = t.user_attrs
-        if t.state.name == "FAIL" and "status" not in ua and "kind" in attrs:
-            continue  # a staytuned worker died (heartbeat): the trial was retried as another one
-        status = str(ua.get("status") or _STATE_STATUS[t.state.name])
-        if t.state.name != "COMPLETE" and status == "ok":
-            status = _STATE_STATUS[t.state.name]
-        if status not in ("ok", "failed", "pruned"):
-            status = "failed"
-        values = tuple(float(v) for v in t.values) if t.values else None
-        score = values[0] if values and status == "ok" and math.isfinite(values[0]) else math.nan
-        if status == "ok" and not math.isfinite(score):
-            status = "failed"
-        error = ua.get("error") or t.system_attrs.get("fail_reason")
-        # staytuned stores the whole config (fixed HPs too); plain studies only have params.
-        config = ua.get("config") if isinstance(ua.get("config"), dict) else None
-        params = {k: v for k, v in (config or t.params).items() if k != "model"}
+    for rec in study_records(study):
+        states[rec.state] = states.get(rec.state, 0) + 1
+        if not rec.finished:
+            continue  # running, or interrupted: its retry is the run that counts
         runs.append(Run(
-            dataset=str(ua.get("task") or ua.get("dataset") or attrs.get("task") or study.study_name),
-            config_id=str(ua.get("config_id") or config_key(params)),
-            params=params, score=score, status=status, study=study.study_name, number=t.number,
-            values=values, error=None if error is None else str(error),
-            model=_opt(ua.get("model") or attrs.get("model")), method=_opt(ua.get("method")),
-            train_size=_opt(ua.get("train_size")), kind=kind,
-            metrics=dict(ua.get("metrics") or {}) if isinstance(ua.get("metrics"), dict) else {},
+            dataset=rec.task or study.study_name, config_id=rec.config_id, params=dict(rec.config),
+            score=rec.score if rec.status == "ok" and rec.score is not None else math.nan,
+            status=rec.status, study=study.study_name, number=rec.number, values=rec.values,
+            error=rec.error, model=rec.model, method=rec.method,
+            train_size=_opt(rec.train_size), kind=kind, metrics=dict(rec.metrics),
         ))
     info = StudyInfo(name=study.study_name, kind=kind, directions=directions,
                      objective_names=names, n_trials=sum(states.values()), states=states)
@@ -236,8 +209,6 @@ def _table_from_runs(runs: list[Run], source: str) -> Any:
     for r in runs:
         if (r.values is not None and len(r.values) > 1) or r.kind == "decode":
             continue  # decoding configs are another space; multi-objective trials have no single score
-        if r.status not in ("ok", "failed", "pruned"):
-            continue
         rec: dict[str, Any] = {"dataset": r.dataset, "config_id": r.config_id, "status": r.status,
                                "score": None if r.status != "ok" else r.score}
         for axis in ("model", "method", "train_size"):

@@ -2,8 +2,8 @@
 
 The function is ``staytuned.finetune.run_trial`` by default; any importable callable with the
 same keywords works (the tests use a cheap synthetic one). Everything the trial produced goes
-into the trial's user_attrs (names in docs/CONTRACTS.md "Storage / results"); a failed trial is
-marked failed with its reason and never stops the study.
+into the trial's user_attrs through :mod:`staytuned.search.records` (names in docs/CONTRACTS.md
+"Storage / results"); a failed trial is marked failed with its reason and never stops the study.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from staytuned.errors import InputError
-from staytuned.space import SearchSpace, config_id
+from staytuned.hparams.execution import ExecutionSettings
+from staytuned.search.records import cell_attrs, result_attrs, write_record
+from staytuned.space import SearchSpace
 
 DEFAULT_TRIAL_FN = "staytuned.finetune:run_trial"
-MAX_CURVE_POINTS = 200  # keep user_attrs small: the storage row is JSON text
 
 
 class TrialFailed(Exception):
@@ -37,6 +38,7 @@ class TrialSettings:
     seed: int = 0
     overrides: Mapping[str, Any] = field(default_factory=dict)  # fixed HPs from the command line
     eval_test: bool = False  # also score the test split (score_test in the results table)
+    execution: ExecutionSettings = field(default_factory=ExecutionSettings)  # how, never what
 
 
 def _prunes(trial: Any) -> bool:
@@ -92,13 +94,9 @@ class Objective:
         import optuna
 
         model, config = self.config_for(trial)
-        cid = config_id(config)
-        for key, value in {
-            "task": self.task, "model": model, "method": config.get("method"),
-            "train_size": self.settings.train_size, "seed": self.settings.seed,
-            "config_id": cid, "config": config, "versions": dict(self.versions),
-        }.items():
-            trial.set_user_attr(key, value)
+        write_record(trial, cell_attrs(task=self.task, model=model, method=config.get("method"),
+                                       train_size=self.settings.train_size, seed=self.settings.seed,
+                                       config=config, versions=self.versions))
 
         def on_epoch(epoch: int, score: float) -> bool:
             # Per-epoch validation scores drive the pruner (median / successive halving ...).
@@ -112,15 +110,19 @@ class Objective:
         try:
             fn = resolve_trial_fn(self.trial_fn)
             extra: dict[str, Any] = {"eval_test": True} if self.settings.eval_test else {}
+            if self.trial_fn == DEFAULT_TRIAL_FN and self.settings.execution.threads:
+                import torch
+
+                torch.set_num_threads(self.settings.execution.threads)
             if self.model_cache is None and self.trial_fn == DEFAULT_TRIAL_FN:
                 from staytuned.finetune.trial import ModelCache
 
-                self.model_cache = ModelCache()
+                self.model_cache = ModelCache(device=self.settings.execution.device)
             result = fn(model=model, task=self.task, config=config,
                         train_size=self.settings.train_size, eval_size=self.settings.eval_size,
                         eval_split=self.settings.eval_split, seed=self.settings.seed,
                         on_epoch=on_epoch if _prunes(trial) else None, model_cache=self.model_cache,
-                        **extra)
+                        **self.settings.execution.trial_kwargs(), **extra)
             data = result.to_dict() if hasattr(result, "to_dict") else dict(result)
         except InputError:
             raise  # every trial would fail the same way: stop and say why
@@ -128,53 +130,10 @@ class Objective:
             data = {"status": "failed", "score": float("nan"),
                     "error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"}
         data.setdefault("runtime_s", time.perf_counter() - start)
-        self._store(trial, data)
-        status = str(data.get("status", "ok"))
-        score = _float(data.get("score"))
-        if status == "pruned":
+        attrs = result_attrs(data, execution=self.settings.execution.to_dict())
+        write_record(trial, attrs)
+        if attrs["status"] == "pruned":
             raise optuna.TrialPruned(f"pruned at epoch {len(data.get('epoch_scores') or [])}")
-        if status != "ok" or score is None:
-            trial.set_user_attr("status", "failed")
-            raise TrialFailed(str(data.get("error") or "no score"))
-        return score
-
-    @staticmethod
-    def _store(trial: Any, data: Mapping[str, Any]) -> None:
-        curve = list(data.get("loss_curve") or [])
-        if len(curve) > MAX_CURVE_POINTS:  # keep the shape, drop points evenly
-            stride = math.ceil(len(curve) / MAX_CURVE_POINTS)
-            curve = curve[::stride] + ([curve[-1]] if (len(curve) - 1) % stride else [])
-        attrs = {
-            "status": data.get("status", "ok"), "error": data.get("error"),
-            "metrics": _jsonable(data.get("metrics") or {}), "metric": data.get("metric"),
-            "score": _float(data.get("score")), "runtime_s": _float(data.get("runtime_s")),
-            "train_tokens_per_s": _float(data.get("train_tokens_per_s")),
-            "peak_memory_mb": _float(data.get("peak_memory_mb")),
-            "loss_curve": _jsonable(curve), "epoch_scores": _jsonable(data.get("epoch_scores") or []),
-            "n_train": data.get("n_train"), "n_eval": data.get("n_eval"),
-            "train_runtime_s": _float(data.get("train_runtime_s")),
-            "eval_runtime_s": _float(data.get("eval_runtime_s")),
-            "score_test": _float(data.get("score_test")),
-        }
-        for key, value in attrs.items():
-            trial.set_user_attr(key, value)
-
-
-def _float(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if hasattr(obj, "item"):
-        return _jsonable(obj.item())
-    return obj
+        if attrs["status"] != "ok":
+            raise TrialFailed(str(attrs["error"]))
+        return float(attrs["score"])

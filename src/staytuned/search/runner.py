@@ -1,4 +1,4 @@
-"""Check everything before the first trial, then run ``tune`` / ``grid`` with N workers.
+"""Check everything before the first trial, then run ``tune`` / ``grid`` on an executor.
 
 Validation catches, before any trial runs: an invalid space or unknown HP name, an unknown
 strategy or pruner, a task that cannot be loaded, an unknown model, an unreachable storage URL,
@@ -11,35 +11,27 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from staytuned.errors import InputError
+from staytuned.search.executors import Executor, ExecutorReport, make_executor
 from staytuned.search.objective import DEFAULT_TRIAL_FN
+from staytuned.search.pruners import make_pruner
 from staytuned.search.storage import open_storage
-from staytuned.search.strategies import (
-    CBS_STRATEGIES,
-    OfflineSource,
-    check_strategy,
-    make_pruner,
-    offline_from_table,
-)
+from staytuned.search.strategies import check_strategy, offline_for, strategy_class
 from staytuned.search.study import (
     BestTrial,
     Counts,
     GridSpec,
     StudySpec,
     best_trial,
-    budget_of,
     counts,
-    initial_queue,
     prepare_study,
-    run_grid_worker,
-    run_worker,
+    strategy_of,
 )
-from staytuned.search.worker import run_processes
 from staytuned.space import load_space
 
 
 def task_direction(task: str) -> str:
     """Load the task once (clear InputError if it cannot be) and return max | min."""
-    from staytuned.finetune.tasks import load_task
+    from staytuned.tasks import load_task
 
     t = load_task(task)
     return "min" if str(t.direction).lower().startswith("min") else "max"
@@ -55,7 +47,7 @@ def check_model(model: str | None) -> None:
 
 def check_configs(configs: list[dict[str, Any]], source: str) -> None:
     """Every config must make a valid TrainConfig (e.g. no negative learning rate)."""
-    from staytuned.finetune.config import TrainConfig
+    from staytuned.hparams.train import TrainConfig
 
     for cfg in configs:
         hp = {k: v for k, v in cfg.items() if k != "model"}
@@ -66,68 +58,35 @@ def check_configs(configs: list[dict[str, Any]], source: str) -> None:
                              value=hp) from None
 
 
-def shipped_offline(model: str | None, method: str | None, train_size: int | None) -> OfflineSource:
-    """The shipped recommendations (CBS engineer's presets) as a ranked list, nearest slice first."""
-    from staytuned.recommendations import recommend
-    from staytuned.results import nearest_size
-
-    try:
-        recs = recommend(model=model, method=method, train_size=train_size)
-    except InputError:
-        recs = recommend(method=method)  # another model's recommendations still rank configs
-    chosen = list(recs.recommendations)
-    sizes = [int(r.train_size) for r in chosen if r.train_size is not None]
-    if train_size is None and len(set(sizes)) > 1:  # the whole train split: the largest size
-        largest = nearest_size(sizes, None)
-        chosen = [r for r in chosen if r.train_size == largest]
-    ranked = tuple(dict(r.config) for r in sorted(chosen, key=lambda r: r.rank))
-    return OfflineSource(ranked=ranked, matrix=None, provenance="shipped recommendations")
-
-
 def prepare_spec(spec: StudySpec, *, cbs_table: str | None = None) -> StudySpec:
-    """Validate a tune spec and fill in the direction and the offline CBS source."""
+    """Validate a tune spec and fill in the direction and the offline CBS source
+    (``cbs_table``: a results table for the CBS strategies; default: what ships)."""
     check_strategy(spec.strategy)
     make_pruner(spec.pruner)
     space = spec.load_space()
     if spec.n_trials < 1:
-        raise InputError("the number of trials must be >= 1", field="--trials", value=spec.n_trials)
+        raise InputError("the number of trials must be >= 1", field="n_trials", value=spec.n_trials)
     if spec.method is not None and spec.method not in ("lora", "full"):
-        raise InputError("unknown method", field="--method", value=spec.method, expected="lora or full")
+        raise InputError("unknown method", field="method", value=spec.method, expected="lora or full")
     fixed_method = space.fixed.get("method")
     if spec.method is not None and fixed_method is not None and fixed_method != spec.method:
         raise InputError("the space fixes another method", file=space.source, field="method",
-                         value=fixed_method, expected=f"{spec.method} (from --method)")
+                         value=fixed_method, expected=f"{spec.method} (the method asked for)")
     model_param = next((p for p in space.params if p.name == "model"), None)
     if spec.model is None and model_param is None and "model" not in space.fixed:
-        raise InputError("no model given", field="--model",
-                         expected="--model NAME or a 'model' parameter in the space")
+        raise InputError("no model given", field="model",
+                         expected="a model, or a 'model' parameter in the space")
     if spec.trial_fn == DEFAULT_TRIAL_FN:
         spec = replace(spec, direction=task_direction(spec.task))
         check_model(spec.model)
         for m in (model_param.values if model_param else ()):
             check_model(str(m))
-    offline = spec.offline
-    if spec.strategy in CBS_STRATEGIES and offline is None:
-        ctx = spec.context
-        if cbs_table is not None:
-            offline = offline_from_table(cbs_table, model=spec.model, method=ctx["method"],
-                                         train_size=spec.settings.train_size)
-        elif spec.strategy == "cbs-adaptive":
-            from staytuned.recommendations import resolve_model, shipped_table
-
-            table = shipped_table(spec.model)
-            if table is None:
-                raise InputError("cbs-adaptive needs per-dataset scores from a results table",
-                                 field="--cbs-table",
-                                 expected="a results table (e.g. `results export`); one ships "
-                                          "only for the models of our own studies (smollm2-135m)")
-            offline = offline_from_table(str(table), model=resolve_model(spec.model),
-                                         method=ctx["method"], train_size=spec.settings.train_size)
-        else:
-            offline = shipped_offline(spec.model, ctx["method"], spec.settings.train_size)
+    if spec.offline is None and strategy_class(spec.strategy).needs != "nothing":
+        offline = offline_for(spec.strategy, cbs_table=cbs_table, model=spec.model,
+                              method=spec.context["method"], train_size=spec.settings.train_size)
         spec = replace(spec, offline=offline)
     if spec.trial_fn == DEFAULT_TRIAL_FN and space.kind == "train":
-        queue = initial_queue(spec, space)
+        queue = strategy_of(spec, space).initial_queue(kind=spec.kind)
         check_configs([{**space.fixed, **q, "method": spec.context["method"]} for q in queue[:50]],
                       str(space.source))
     open_storage(spec.storage, spec.heartbeat)  # unreachable storage: error before any trial
@@ -142,21 +101,31 @@ class TuneOutcome:
     best: BestTrial | None
     ran: int
     budget: int
+    report: ExecutorReport | None = None  # what the executor said about the run
 
 
-def tune(spec: StudySpec, *, workers: int = 1) -> TuneOutcome:
-    """Run (or resume) a study until it holds its budget of finished trials."""
+def tune(spec: StudySpec, *, workers: int | None = None,
+         executor: Executor | None = None) -> TuneOutcome:
+    """Run (or resume) a study until it holds its budget of finished trials.
+
+    ``executor``: where the workers run (default: processes on this machine); ``workers``: how
+    many (default: one locally; on Ray, as many as the cluster holds).
+    """
+    executor = executor or make_executor("local")
+    executor.check(workers)
     study = prepare_study(spec)
-    ran = sum(run_processes(run_worker, spec, workers))
+    report = executor.run(spec, workers=workers)
     return TuneOutcome(study_name=spec.study_name, storage=spec.storage, counts=counts(study),
-                       best=best_trial(study), ran=ran, budget=budget_of(spec, spec.load_space()))
+                       best=best_trial(study), ran=report.trials_run, budget=report.total,
+                       report=report)
 
 
 def prepare_grid(spec: GridSpec) -> GridSpec:
     """Validate a grid: space, tasks, models, configs, storage; fill in task directions."""
     space = load_space(spec.space)
     if not spec.cells:
-        raise InputError("the grid has no cells", field="--tasks", expected="at least one task and model")
+        raise InputError("the grid has no cells", field="cells",
+                         expected="at least one task and model")
     directions = dict(spec.directions)
     if spec.trial_fn == DEFAULT_TRIAL_FN:
         for task in sorted({c.task for c in spec.cells}):
@@ -168,7 +137,8 @@ def prepare_grid(spec: GridSpec) -> GridSpec:
         fixed_method = space.fixed.get("method")
         if fixed_method is not None and fixed_method != cell.method:
             raise InputError("the space fixes another method than the cell's", file=space.source,
-                             field="method", value=fixed_method, expected=f"{cell.method} (from --methods)")
+                             field="method", value=fixed_method,
+                             expected=f"{cell.method} (the cell's method)")
         grid = space.grid(cs.context)
         if spec.trial_fn == DEFAULT_TRIAL_FN and space.kind == "train":
             check_configs([{**g, "method": cell.method} for g in grid[:50]], str(space.source))
@@ -179,9 +149,10 @@ def prepare_grid(spec: GridSpec) -> GridSpec:
     return spec
 
 
-def grid(spec: GridSpec, *, workers: int = 1) -> int:
+def grid(spec: GridSpec, *, workers: int | None = None, executor: Executor | None = None) -> int:
     """Run (or resume) every config on every cell; returns the trials run by these workers."""
-    return sum(run_processes(run_grid_worker, spec, workers))
+    executor = executor or make_executor("local")
+    return executor.run(spec, workers=workers).trials_run
 
 
 def grid_status(spec: GridSpec) -> dict[str, Counts]:

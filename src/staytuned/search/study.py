@@ -10,13 +10,12 @@ Both keep all state in the Optuna storage, so re-running the same command resume
   only moves WAITING -> RUNNING once), so no grid point runs twice, whatever the number of
   workers, processes or machines on the storage.
 
-:func:`run_worker` / :func:`run_grid_worker` take a picklable spec: they are what the local
-``--workers N`` processes run, and what a remote executor (Ray) can call.
+:func:`run_worker` / :func:`run_grid_worker` take a picklable spec: they are what every
+executor (:mod:`staytuned.search.executors`: local processes, Ray) runs.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 import warnings
@@ -25,19 +24,28 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from staytuned.errors import InputError
-from staytuned.search.objective import DEFAULT_TRIAL_FN, Objective, TrialFailed, TrialSettings
-from staytuned.search.storage import HeartbeatSettings, enqueue_lock, open_storage, package_versions
+from staytuned.search.objective import (
+    DEFAULT_TRIAL_FN,
+    Objective,
+    TrialFailed,
+    TrialSettings,
+)
+from staytuned.search.pruners import make_pruner
+from staytuned.search.records import TrialRecord, study_records
+from staytuned.search.storage import (
+    HeartbeatSettings,
+    enqueue_lock,
+    open_storage,
+    package_versions,
+)
 from staytuned.search.strategies import (
     OfflineSource,
-    _cartesian,
-    cbs_queue,
+    Strategy,
+    build_strategy,
     check_strategy,
-    make_pruner,
-    make_sampler,
 )
+from staytuned.search.strategies.grid import grid_done
 from staytuned.space import SearchSpace, load_space
-
-FINISHED_BY_TRIAL = "status"  # user_attr the objective always sets: tells real failures apart
 
 
 @dataclass(frozen=True)
@@ -84,20 +92,15 @@ class Counts:
 
 
 def counts(study: Any) -> Counts:
-    from optuna.trial import TrialState
-
     c = {"complete": 0, "failed": 0, "pruned": 0, "running": 0, "waiting": 0}
-    for t in study.get_trials(deepcopy=False):
-        if t.state == TrialState.COMPLETE:
+    for rec in study_records(study):
+        if rec.status == "ok":
             c["complete"] += 1
-        elif t.state == TrialState.PRUNED:
-            c["pruned"] += 1
-        elif t.state == TrialState.FAIL and FINISHED_BY_TRIAL in t.user_attrs:
-            c["failed"] += 1  # failed by the trial itself; heartbeat-failed ones are retried
-        elif t.state == TrialState.RUNNING:
-            c["running"] += 1
-        elif t.state == TrialState.WAITING:
-            c["waiting"] += 1
+        elif rec.status in ("failed", "pruned"):
+            c[rec.status] += 1
+        elif rec.status == "running":
+            c["waiting" if rec.state == "WAITING" else "running"] += 1
+        # interrupted trials are not counted: the heartbeat check enqueues their retry
     return Counts(finished=c["complete"] + c["failed"] + c["pruned"], **c)
 
 
@@ -126,7 +129,7 @@ def prepare_study(spec: StudySpec) -> Any:
     for key, value in attrs.items():
         if study.user_attrs.get(key) != value:
             study.set_user_attr(key, value)
-    queue = initial_queue(spec, space)
+    queue = strategy_of(spec, space).initial_queue(kind=spec.kind)
     if queue:
         with enqueue_lock(spec.storage, spec.study_name):
             with warnings.catch_warnings():
@@ -156,21 +159,14 @@ def check_stored_params(study: Any, space: SearchSpace) -> None:
                 f"parameter does not match the one stored in study {study.study_name!r} ({exc})",
                 file=space.source, field=p.name, value=repr(new),
                 expected=f"{stored[p.name]!r}: the same type, range kind and choices as the "
-                         "study's earlier trials, or another study name (--name)") from None
+                         "study's earlier trials, or a new study name") from None
 
 
-def initial_queue(spec: StudySpec, space: SearchSpace) -> list[dict[str, Any]]:
-    """Configs enqueued before sampling: grid points (grid) or CBS's ranked configs."""
-    ctx = spec.context
-    if spec.strategy == "grid" and (spec.kind == "grid" or not _cartesian(space, ctx)):
-        return space.grid(ctx)[: spec.n_trials]
-    if spec.strategy in ("cbs", "cbs+tpe"):
-        if spec.offline is None:
-            raise InputError(f"strategy {spec.strategy} needs an offline source", field="cbs_table",
-                             expected="a results table or the shipped recommendations")
-        limit = spec.n_trials if spec.strategy == "cbs" else min(spec.cbs_k, spec.n_trials)
-        return cbs_queue(spec.offline, space, ctx, limit)
-    return []
+def strategy_of(spec: StudySpec, space: SearchSpace | None = None) -> Strategy:
+    """The study's strategy, built as ``simulate`` builds it (``space``: the loaded space)."""
+    return build_strategy(spec.strategy, space=spec.load_space() if space is None else space,
+                          seed=spec.seed, n_trials=spec.n_trials, context=spec.context,
+                          cbs_k=spec.cbs_k, offline=spec.offline)
 
 
 def _objective(spec: StudySpec, space: SearchSpace) -> Objective:
@@ -193,14 +189,13 @@ def run_worker(spec: StudySpec, n_trials: int | None = None) -> int:
 
     space = spec.load_space()
     study = prepare_study(spec)
-    sampler = make_sampler(spec.strategy, space, seed=spec.seed, n_trials=spec.n_trials,
-                           context=spec.context, cbs_k=spec.cbs_k, offline=spec.offline,
-                           storage_url=spec.storage)
+    strategy = strategy_of(spec, space)
+    sampler = strategy.sampler(storage_url=spec.storage)
     max_epochs = float(space.fixed.get("epochs", 3))
     study = optuna.load_study(study_name=spec.study_name, storage=study._storage,
                               sampler=sampler, pruner=make_pruner(spec.pruner, max_epochs=max_epochs))
     objective = _objective(spec, space)
-    budget = budget_of(spec, space)
+    budget = strategy.budget
     ran = 0
     while n_trials is None or ran < n_trials:
         _fail_stale(study)
@@ -212,7 +207,7 @@ def run_worker(spec: StudySpec, n_trials: int | None = None) -> int:
             # fails them and enqueues a retry, which this loop then runs.
             time.sleep(max(1.0, spec.heartbeat.interval / 2))
             continue
-        if isinstance(sampler, optuna.samplers.GridSampler) and _grid_done(study, sampler):
+        if isinstance(sampler, optuna.samplers.GridSampler) and grid_done(study, sampler):
             break
         study.optimize(objective, n_trials=1, catch=(TrialFailed,), gc_after_trial=False)
         ran += 1
@@ -221,19 +216,7 @@ def run_worker(spec: StudySpec, n_trials: int | None = None) -> int:
 
 def budget_of(spec: StudySpec, space: SearchSpace) -> int:
     """Trials the study ends with: ``n_trials``, or the grid size when that is smaller."""
-    if spec.strategy == "grid":
-        return min(spec.n_trials, space.size(spec.context))
-    return spec.n_trials
-
-
-def _grid_done(study: Any, sampler: Any) -> bool:
-    from optuna.trial import TrialState
-
-    n_grid = len(sampler._all_grids)  # GridSampler's own grid (the size of the product)
-    seen = {t.system_attrs.get("grid_id") for t in study.get_trials(
-        deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL,
-                                TrialState.RUNNING))}
-    return len(seen - {None}) >= n_grid
+    return strategy_of(spec, space).budget
 
 
 # ------------------------------------------------------------------------------------------
@@ -392,29 +375,22 @@ class BestTrial:
 
 
 def best_trial(study: Any) -> BestTrial | None:
-    from optuna.trial import TrialState
-
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.value is not None and math.isfinite(t.value)]
-    if not done:
+    ok = [r for r in study_records(study) if r.status == "ok" and r.score is not None]
+    if not ok:
         return None
     maximize = study.direction.name == "MAXIMIZE"
-    t = (max if maximize else min)(done, key=lambda tr: tr.value)
-    return BestTrial(number=t.number, value=float(t.value),
-                     config=dict(t.user_attrs.get("config") or t.params),
-                     metrics=dict(t.user_attrs.get("metrics") or {}),
-                     config_id=t.user_attrs.get("config_id"))
+    best = (max if maximize else min)(ok, key=lambda r: r.score)
+    return BestTrial(number=best.number, value=float(best.score), config=dict(best.config),
+                     metrics=dict(best.metrics), config_id=best.config_id)
 
 
 def trial_rows(study: Any) -> list[dict[str, Any]]:
     """One JSON-able dict per trial of a study (for --json and the display)."""
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        rows.append({
-            "number": t.number, "state": t.state.name.lower(), "value": t.value,
-            "status": t.user_attrs.get("status"), "config": t.user_attrs.get("config", t.params),
-            "config_id": t.user_attrs.get("config_id"), "error": t.user_attrs.get("error"),
-            "runtime_s": t.user_attrs.get("runtime_s"),
-            "retry_of": t.system_attrs.get("failed_trial"),
-        })
-    return rows
+    return [_trial_row(r) for r in study_records(study)]
+
+
+def _trial_row(r: TrialRecord) -> dict[str, Any]:
+    return {"number": r.number, "state": r.state.lower(),
+            "value": r.values[0] if r.values else None, "status": r.status,
+            "config": r.config, "config_id": r.config_id, "error": r.error,
+            "runtime_s": r.runtime_s, "retry_of": r.retry_of}

@@ -1,7 +1,7 @@
 """``results export``: the canonical results table from an Optuna storage (docs/CONTRACTS.md).
 
-One row per finished trial (complete, pruned, or failed by the trial itself; heartbeat-failed
-trials are left out since their retry is the real run): dataset, model, method, train_size,
+One row per finished :class:`~staytuned.search.records.TrialRecord` (ok, pruned or failed;
+interrupted trials are left out since their retry is the real run): dataset, model, method, train_size,
 seed, config_id, hp_<name>..., metric, score, score_test, status, runtime_s, versions (JSON),
 plus metrics (JSON: every metric of the run), n_train, n_eval, train_tokens_per_s,
 peak_memory_mb, study, trial_number and error (ignored by ``staytuned cbs``).
@@ -13,9 +13,12 @@ import csv
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from staytuned.errors import InputError, StorageError
+
+if TYPE_CHECKING:
+    from staytuned.search.records import TrialRecord
 
 FORMATS = (".csv", ".parquet", ".jsonl")
 CELL_COLUMNS = ("dataset", "model", "method", "train_size", "seed", "config_id")
@@ -26,9 +29,7 @@ TAIL_COLUMNS = ("metric", "score", "score_test", "status", "runtime_s", "version
 
 def collect_rows(storage_url: str, studies: list[str] | None = None) -> list[dict[str, Any]]:
     """Rows of the canonical table for the studies of a storage (all when ``studies`` is None)."""
-    import optuna
-    from optuna.trial import TrialState
-
+    from staytuned.search.records import read_records
     from staytuned.search.storage import open_storage, study_names
 
     storage = open_storage(storage_url)
@@ -39,41 +40,22 @@ def collect_rows(storage_url: str, studies: list[str] | None = None) -> list[dic
             raise InputError("no such study in the storage", field="--study", value=unknown[0],
                              expected="one of " + ", ".join(names[:20]))
         names = studies
-    rows: list[dict[str, Any]] = []
-    for name in names:
-        study = optuna.load_study(study_name=name, storage=storage)
-        for t in study.get_trials(deepcopy=False):
-            if t.state in (TrialState.RUNNING, TrialState.WAITING):
-                continue
-            if t.state == TrialState.FAIL and "status" not in t.user_attrs:
-                continue  # died with its process (heartbeat): retried as another trial
-            ua = t.user_attrs
-            config = dict(ua.get("config") or t.params)
-            status = {TrialState.COMPLETE: "ok", TrialState.PRUNED: "pruned"}.get(t.state, "failed")
-            row: dict[str, Any] = {
-                "dataset": ua.get("task", study.user_attrs.get("task")),
-                "model": ua.get("model", study.user_attrs.get("model")),
-                "method": ua.get("method", config.get("method")),
-                "train_size": ua.get("train_size"), "seed": ua.get("seed"),
-                "config_id": ua.get("config_id"),
-            }
-            for key, value in config.items():
-                if key not in ("method", "model"):
-                    row[f"hp_{key}"] = value
-            score = t.value if t.state == TrialState.COMPLETE else ua.get("score")
-            row.update({
-                "metric": ua.get("metric"), "score": score, "score_test": ua.get("score_test"),
-                "status": status, "runtime_s": ua.get("runtime_s"),
-                "versions": json.dumps(ua.get("versions") or {}, sort_keys=True),
-                "metrics": json.dumps(ua.get("metrics") or {}, sort_keys=True),
-                "n_train": ua.get("n_train"), "n_eval": ua.get("n_eval"),
-                "train_tokens_per_s": ua.get("train_tokens_per_s"),
-                "peak_memory_mb": ua.get("peak_memory_mb"),
-                "study": name, "trial_number": t.number,
-                "error": (ua.get("error") or None) if status != "ok" else None,
-            })
-            rows.append(row)
-    return rows
+    return [_row(r) for name in names for r in read_records(storage, name) if r.finished]
+
+
+def _row(r: TrialRecord) -> dict[str, Any]:
+    row: dict[str, Any] = {"dataset": r.task, "model": r.model, "method": r.method,
+                           "train_size": r.train_size, "seed": r.seed, "config_id": r.config_id}
+    row.update({f"hp_{k}": v for k, v in r.config.items() if k != "method"})
+    row.update({
+        "metric": r.metric, "score": r.score, "score_test": r.score_test, "status": r.status,
+        "runtime_s": r.runtime_s, "versions": json.dumps(r.versions, sort_keys=True),
+        "metrics": json.dumps(r.metrics, sort_keys=True), "n_train": r.n_train,
+        "n_eval": r.n_eval, "train_tokens_per_s": r.train_tokens_per_s,
+        "peak_memory_mb": r.peak_memory_mb, "study": r.study, "trial_number": r.number,
+        "error": r.error,
+    })
+    return row
 
 
 def columns_of(rows: list[dict[str, Any]]) -> list[str]:

@@ -1,0 +1,40 @@
+"""ExecutionSettings: how one machine runs a trial, never what is trained.
+
+Chosen per run (CLI flags, ``run_trial`` keywords, a study's settings) and recorded with each
+trial; never part of a config, a config id or a recommendation. Declared in
+:mod:`staytuned.hparams.schema` like every hyperparameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from staytuned.hparams.schema import check_execution
+
+
+@dataclass(frozen=True)
+class ExecutionSettings:
+    """Precision, micro-batch, device and threads of a run; ``None`` means "decide at run time"."""
+
+    precision: str = "auto"
+    micro_batch_size: int | None = None
+    device: str | None = None
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, value in check_execution(asdict(self)).items():
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> ExecutionSettings:
+        """Build from a mapping; unknown names and bad values raise InputError naming them."""
+        return cls(**check_execution({k: v for k, v in (values or {}).items() if v is not None}))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def trial_kwargs(self) -> dict[str, Any]:
+        """The keywords ``run_trial`` takes (unset ones left out; threads are set per process)."""
+        return {k: v for k, v in asdict(self).items() if v is not None and k != "threads"}

@@ -1,0 +1,28 @@
+"""``tpe``: Optuna's TPESampler, with the settings every TPE of staytuned uses."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from staytuned.search.strategies.base import Strategy, experimental_ok, startup_trials
+
+if TYPE_CHECKING:
+    from optuna.samplers import TPESampler
+
+
+def tpe_sampler(seed: int, n_startup: int) -> TPESampler:
+    """Multivariate TPE, grouped so conditional params get their own models, with constant liar
+    so concurrent workers do not get the same config."""
+    import optuna
+
+    with experimental_ok():
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, n_startup),
+                                          multivariate=True, group=True, constant_liar=True)
+
+
+class TPE(Strategy):
+    name = "tpe"
+    distinct = "constant liar: running trials count as done with a bad score"
+
+    def sampler(self, *, storage_url: str | None = None) -> TPESampler:
+        return tpe_sampler(self.seed, startup_trials(self.n_trials))
