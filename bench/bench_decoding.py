@@ -53,8 +53,8 @@ def _processor_step_costs(cases, vocab, batch, generated, rounds=5, calls=20):
     timed in interleaved rounds and the fastest round counts (the least disturbed one)."""
     import torch
 
-    from staytuned.hparams.decode import DecodingConfig
     from staytuned.decoding.processors import build_processors
+    from staytuned.hparams.decode import DecodingConfig
 
     ids = torch.randint(0, vocab, (batch, 32 + generated))
     logits = torch.randn(batch, vocab)
@@ -86,8 +86,8 @@ def main() -> int:
     import torch
     import transformers
 
-    from staytuned.hparams.decode import DecodingConfig
     from staytuned.decoding.hf_backend import HFBackend
+    from staytuned.hparams.decode import DecodingConfig
 
     transformers.logging.set_verbosity_error()
     if args.threads:
@@ -153,7 +153,7 @@ def main() -> int:
         "penalties_share_of_step": penalty_us / 1e3 / step_ms,
     }
     payload = {
-        "benchmark": "decoding", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "benchmark": "decoding", "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "torch": torch.__version__, "transformers": transformers.__version__},

@@ -25,7 +25,7 @@ import os
 import platform
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from staytuned.search.executors.ray import run_study_on_ray
@@ -141,7 +141,7 @@ def main() -> None:
               f"{r['trials_speedup']:>7.2f}")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{os.cpu_count()}-core {platform.machine()} CPU, no GPU, shared",
         "python": platform.python_version(), "ray_start_s": round(startup, 2),
         "note": "wall_s includes starting/stopping a local Ray and fresh worker processes; "

@@ -1,18 +1,24 @@
 """The README's main job, timed: a 3-trial cbs+tpe study fine-tuning SmolLM2-135M with LoRA on
-100 SST-2 rows (`staytuned tune ... --trials 3 --train-size 100 --eval-size 100`).
+100 SST-2 rows, after scoring the untuned model on the same 100 validation rows.
 
-Runs the command exactly as the README's first line does (after bootstrap), in a fresh folder,
-and records its wall time, the peak RSS of the process and the best validation accuracy.
-Writes bench/results/main_job.json. Run it on an idle machine.
+Runs the command exactly as the README's first line does (after bootstrap) in a fresh folder,
+once per seed (``--seed`` picks the training and validation rows and seeds the sampler), with the
+untuned score's cache cleared so every run pays for it. Records wall time, peak RSS, the untuned
+and best accuracy, and the precision ``auto`` chose. ``--precision fp32`` emulates a CPU without
+native bf16 (where ``auto`` picks fp32) on one that has it. Writes bench/results/main_job.json
+(or --out). Run it on an idle machine: two trainings at once on 2 cores run many times slower.
 
-    .venv/bin/python bench/bench_main_job.py
+    .venv/bin/python bench/bench_main_job.py [--seeds 0,1,2] [--precision auto|fp32]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,23 +31,66 @@ ARGS = ["tune", "--task", "sst2", "--model", "smollm2-135m", "--space", "preset:
         "--trials", "3", "--train-size", "100", "--eval-size", "100"]
 
 
-def main() -> None:
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> list[str]:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            have = set(line.split(":", 1)[1].split())
+            return [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in have]
+    return []
+
+
+def run_once(seed: int, precision: str | None) -> dict[str, object]:
     exe = REPO / ".venv" / "bin" / "staytuned"
+    cache = Path(os.environ.get("STAYTUNED_CACHE", REPO / ".staytuned-cache"))
+    shutil.rmtree(cache / "untuned", ignore_errors=True)  # every run scores the untuned model
+    extra = ["--seed", str(seed)] if seed else []
+    extra += ["--precision", precision] if precision else []
     with tempfile.TemporaryDirectory() as work:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         start = time.perf_counter()
-        proc = subprocess.run([str(exe), *ARGS, "-q", "--json", "out.json"], cwd=work, capture_output=True, text=True)
+        proc = subprocess.run([str(exe), *ARGS, *extra, "-q", "--json", "out.json"], cwd=work,
+                              capture_output=True, text=True, env={**os.environ, "STAYTUNED_CACHE": str(cache)})
         wall = time.perf_counter() - start
         if proc.returncode != 0:
             sys.exit(f"the main job failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
-        best = json.loads((Path(work) / "out.json").read_text())["best"]
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
-    result = {
-        "date": date.today().isoformat(), "machine": platform.machine(), "command": "staytuned " + " ".join(ARGS),
-        "wall_s": round(wall, 1), "peak_rss_mb": round(peak_mb), "best_score": best["score"],
-        "best_config": best["config"],
-    }
-    print(json.dumps(result, indent=2))
-    (REPO / "bench" / "results" / "main_job.json").write_text(json.dumps(result, indent=2) + "\n")
+        out = json.loads((Path(work) / "out.json").read_text())
+    peak_mb = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+    best, untuned = out["best"], out["untuned"]
+    return {"seed": seed, "wall_s": round(wall, 1), "peak_rss_mb": round(peak_mb),
+            "untuned": untuned["score"], "best": best["score"],
+            "gain_points": round((best["score"] - untuned["score"]) * 100, 1),
+            "best_config": best["config"], "precision_requested": precision or "auto"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--precision", default=None, help="pass --precision to the job (default: auto)")
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "main_job.json")
+    args = ap.parse_args()
+    runs = []
+    for seed in (int(s) for s in args.seeds.split(",")):
+        run = run_once(seed, args.precision)
+        print(json.dumps(run), flush=True)
+        runs.append(run)
+    result = {"date": date.today().isoformat(), "cpu": cpu_model(), "cpu_flags": cpu_flags(),
+              "cores": os.cpu_count(), "command": "staytuned " + " ".join(ARGS),
+              "precision": args.precision or "auto", "runs": runs,
+              "max_wall_s": max(r["wall_s"] for r in runs),
+              "min_gain_points": min(r["gain_points"] for r in runs)}
+    existing = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    existing = existing if isinstance(existing, dict) and "by_precision" in existing else {"by_precision": {}}
+    existing["by_precision"][result["precision"]] = result
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(existing, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ folder = _gguf_cache(smollm2_gguf_path())
 if method == "qlora":
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
     import bitsandbytes
+    rss_imports = memory.current_rss_mb()  # bitsandbytes' own libraries count as runtime
     q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
     model = AutoModelForCausalLM.from_pretrained(folder, quantization_config=q, device_map="cpu")
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -62,6 +63,7 @@ else:
     loaded = cache.get("smollm2-135m")
     extra = {}
 tok = loaded.tokenizer
+memory.trim_heap()  # as a worker does after each trial: quantizing leaves freed fp32 buffers
 with torch.no_grad():  # read every weight once: safetensors loads lazily (mmap), a trial reads them all
     for p in loaded.model.parameters():
         p.sum()
@@ -102,12 +104,15 @@ print(json.dumps({"method": method, "seq": seq, "precision": r.precision, "micro
 
 
 def run_case(method: str, seq: int, precision: str) -> dict:
+    print(f"running {method} at {seq} tokens ...", file=sys.stderr, flush=True)
     proc = subprocess.run([sys.executable, "-c", CHILD, method, str(seq), precision, str(TRAIN_ROWS), str(BATCH)],
                           capture_output=True, text=True, cwd=REPO)
     if proc.returncode != 0:
         return {"method": method, "seq": seq, "error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip()
                 else f"exit {proc.returncode}"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    case = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(json.dumps(case), file=sys.stderr, flush=True)
+    return case
 
 
 def estimate(case: dict) -> dict:
@@ -135,16 +140,20 @@ def main() -> None:
     ap.add_argument("--cases", default=",".join(CASES), help="method:seq,... (qlora needs bitsandbytes)")
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "plan_memory.json"))
+    ap.add_argument("--reestimate", action="store_true",
+                    help="keep the measurements in --out and recompute only the planner's estimates")
     args = ap.parse_args()
-    rows = []
-    for spec in args.cases.split(","):
-        method, seq = spec.split(":")
-        case = run_case(method, int(seq), args.precision)
+    out = Path(args.out)
+    previous = json.loads(out.read_text()) if args.reestimate else None
+    if previous is not None:
+        rows = [c for c in previous["cases"]]
+    else:
+        rows = [run_case(method, int(seq), args.precision)
+                for method, seq in (spec.split(":") for spec in args.cases.split(","))]
+    for case in rows:
         if "error" not in case:
             case.update(estimate(case))
             case["ratio"] = case["estimate_mb"] / case["peak_mb"]
-        rows.append(case)
-        print(json.dumps(case), file=sys.stderr, flush=True)
     print(f"{'method':6} {'seq':>4} {'prec':5} {'mb':>3} {'estimate MiB':>12} {'measured MiB':>12} {'ratio':>6}")
     for c in rows:
         if "error" in c:
@@ -155,10 +164,16 @@ def main() -> None:
     import torch
     import transformers
 
-    result = {"date": date.today().isoformat(), "cpu": cpu_model(), "machine": platform.machine(),
-              "torch": torch.__version__, "transformers": transformers.__version__,
-              "train_rows": TRAIN_ROWS, "batch_size": BATCH, "threads": 1, "cases": rows}
-    out = Path(args.out)
+    from staytuned.hardware import planner
+
+    result = previous or {"date": date.today().isoformat(), "cpu": cpu_model(), "machine": platform.machine(),
+                          "torch": torch.__version__, "transformers": transformers.__version__,
+                          "train_rows": TRAIN_ROWS, "batch_size": BATCH, "threads": 1}
+    result["cases"] = rows
+    result["planner"] = {"cpu_runtime_mb": planner.CPU_RUNTIME_BYTES / 2**20,
+                         "cpu_heap_retention": planner.CPU_HEAP_RETENTION}
+    if previous is not None:
+        result["reestimated"] = date.today().isoformat()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")

@@ -25,7 +25,7 @@ import os
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +137,7 @@ def main() -> int:
     started = time.time()
     report: dict[str, Any] = {
         "machine": f"{platform.machine()} {os.cpu_count()}-core CPU, {platform.system()}",
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "k": args.k, "seeds": seeds,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"), "k": args.k, "seeds": seeds,
         "tol": 0.01, "tables": {},
     }
 
@@ -164,7 +164,7 @@ def main() -> int:
     syn = synthetic_matrices(n_syn)
     sims = []
     t0 = time.time()
-    for name, m in syn:
+    for _name, m in syn:
         sims.append(simulate(m, strategies=STRATEGIES, k=args.k, seeds=seeds))
     res = summarize(sims)
     title = f"synthetic clustered ({len(syn)} tables: 4x5 and 2x10 clusters x datasets, 54 configs)"

@@ -82,9 +82,9 @@ def plain_loop(model, examples, pad_id: int, batch_size: int, epochs: float, lr:
 def run_plain(cache, task, method: str, size: int, cfg) -> dict:
     import torch
 
-    from staytuned.tasks import build_chat_example, completion_suffix
     from staytuned.finetune.trainer import encode_pairs
     from staytuned.finetune.trial import _wrap_lora
+    from staytuned.tasks import build_chat_example, completion_suffix
 
     loaded = cache.get("smollm2-135m")
     tok = loaded.tokenizer
@@ -177,13 +177,14 @@ def main() -> None:
                    "micro_batch": res.micro_batch_size, "load_average": os.getloadavg(), "error": res.error}
             records.append(rec)
             ref = (f"plain loop {plain['tokens_per_s']:7.1f} tok/s | ratio {rec['ratio']:.2f} (per CPU s: "
-                   f"{rec['trial_tokens_per_cpu_s'] or 0:.1f} vs {plain['tokens_per_cpu_s']:.1f})") if plain else "no plain loop"
+                   f"{rec['trial_tokens_per_cpu_s'] or 0:.1f} vs {plain['tokens_per_cpu_s']:.1f})"
+                   ) if plain else "no plain loop"
             print(f"{method:5s} n={size:5d}: trial {res.runtime_s:7.1f} s ({trial_cpu_s:.1f} CPU s) "
                   f"(train {res.train_runtime_s:.1f} s, eval {res.eval_runtime_s:.1f} s) "
                   f"{res.train_tokens_per_s:7.1f} tok/s | {ref} | acc {res.score:.3f}", flush=True)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     result = {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} {os.cpu_count()} CPU cores, {platform.system()}",
         "python": sys.version.split()[0], "torch": torch.__version__, "transformers": transformers.__version__,
         "threads": torch.get_num_threads(), "load_average_at_end": load,
@@ -197,7 +198,8 @@ def main() -> None:
     if args.append and Path(args.out).is_file():
         previous = json.loads(Path(args.out).read_text(encoding="utf-8"))
         result["trials"] = previous.get("trials", []) + records
-        result["earlier_runs"] = previous.get("earlier_runs", []) + [
+        result["earlier_runs"] = [
+            *previous.get("earlier_runs", []),
             {k: previous.get(k) for k in ("date", "settings", "eval", "eval_bf16", "load_average_at_end")}]
         records = result["trials"]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -27,3 +27,35 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture()
+def run_cli(tmp_path: Path):
+    """Run the CLI in-process (typer CliRunner) inside tmp_path; returns the Result."""
+    from typer.testing import CliRunner
+
+    from staytuned.cli import build_app
+
+    app = build_app()
+
+    def run(*args: str):
+        old = os.getcwd()
+        os.chdir(tmp_path)
+        try:
+            return CliRunner().invoke(app, list(args))
+        finally:
+            os.chdir(old)
+
+    return run
+
+
+#: Markers of tests that need a real server or browser: they belong to the slow tier by definition.
+_SLOW_BY_NATURE = ("postgres", "browser", "ray")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # `pytest -m "not slow"` (scripts/test.sh --fast) must never start PostgreSQL, Chromium or Ray.
+    for item in items:
+        if any(item.get_closest_marker(m) for m in _SLOW_BY_NATURE) and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)

@@ -6,7 +6,14 @@ path of the CLI) never pulls in torch, transformers or ray.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from staytuned._lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from staytuned.cbs import Evaluation, Ranking, Recommendation, evaluate, rank, recommend
+    from staytuned.errors import InputError, StaytunedError
+    from staytuned.results import ColumnSpec, ResultsTable, ScoreMatrix, from_records, load_results
 
 __version__ = "0.1.0"
 
@@ -29,5 +36,20 @@ _LAZY: dict[str, str] = {
     "Recommendation": "staytuned.cbs",
 }
 
+__all__ = [
+    "ColumnSpec",
+    "Evaluation",
+    "InputError",
+    "Ranking",
+    "Recommendation",
+    "ResultsTable",
+    "ScoreMatrix",
+    "StaytunedError",
+    "evaluate",
+    "from_records",
+    "load_results",
+    "rank",
+    "recommend",
+]
 
-__getattr__, __dir__ = lazy_attributes('staytuned', _LAZY, globals())
+__getattr__, __dir__ = lazy_attributes("staytuned", _LAZY, globals())

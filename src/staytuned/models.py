@@ -24,12 +24,13 @@ import importlib.util
 import json
 import os
 import re
-import shutil
-import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
+from staytuned._util.io import atomic_dir
 from staytuned.errors import InputError
 
 SMOLLM2_ALIAS = "smollm2-135m"
@@ -210,18 +211,17 @@ def _gguf_cache(gguf: Path) -> str:
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    except Exception as exc:  # noqa: BLE001 - any parse failure means the file is unusable
+    except Exception as exc:
         raise InputError(f"cannot load the GGUF file: {exc}", field="model", value=str(gguf)) from exc
     # The weights are already dequantized to float; only the quantizer marker blocks saving.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]  # torch types Module attributes as Tensor | Module
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Write into a private temporary folder and rename it into place, so a crash or a
-    # concurrent process never leaves (or reads) half a cache entry.
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
-    try:
-        tmp.chmod(0o755)  # mkdtemp makes it private; the cache may be shared between users
+    # Write into a temporary folder and rename it into place, so a crash or a concurrent
+    # process never leaves (or reads) half a cache entry; a complete entry another process
+    # renamed there first is kept, a stale half entry replaced.
+    with atomic_dir(target, keep_existing=lambda t: (t / _CACHE_MARKER).is_file()) as tmp:
+        tmp.chmod(0o755)  # the cache may be shared between users
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         _strip_quantization(tmp / "config.json")
@@ -230,15 +230,6 @@ def _gguf_cache(gguf: Path) -> str:
                         "mtime_ns": gguf.stat().st_mtime_ns}, indent=2),
             encoding="utf-8",
         )
-        try:
-            tmp.rename(target)
-        except OSError:
-            if not (target / _CACHE_MARKER).is_file():  # a stale half entry: replace it
-                shutil.rmtree(target, ignore_errors=True)
-                tmp.rename(target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     del model
     return str(target)
 
@@ -284,7 +275,7 @@ def tiny_tokenizer() -> Any:
 
 def _build_tiny(family: str) -> tuple[Any, Any]:
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, PreTrainedModel
 
     tokenizer = tiny_tokenizer()
     common = dict(
@@ -293,14 +284,15 @@ def _build_tiny(family: str) -> tuple[Any, Any]:
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False,
     )
+    build: Callable[[], PreTrainedModel]
     if family == "llama":
-        config, cls = LlamaConfig(**common), LlamaForCausalLM
+        build = partial(LlamaForCausalLM, LlamaConfig(**common))
     else:
         # A short sliding window, so the tiny Mistral exercises Mistral's own attention mask.
-        config, cls = MistralConfig(sliding_window=TINY_SLIDING_WINDOW, **common), MistralForCausalLM
+        build = partial(MistralForCausalLM, MistralConfig(sliding_window=TINY_SLIDING_WINDOW, **common))
     # Seed locally: the same alias always gives the same weights, without touching global RNG state.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(TINY_SEED + (family != "llama"))
-        model = cls(config)
+        model = build()
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer

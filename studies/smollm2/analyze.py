@@ -20,6 +20,7 @@ Works on a partial grid too (tables say what is missing), so it can run after ev
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import math
 import subprocess
@@ -32,7 +33,7 @@ import yaml
 
 from staytuned.cbs import normalize, rank, tiebreak_order
 from staytuned.results import load_results
-from staytuned.space import config_id, load_space
+from staytuned.search.space import config_id, load_space
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -348,7 +349,7 @@ def lora_vs_full(lora: dict[str, tuple[float, str]], full: dict[str, tuple[float
     if not both:
         return None
     diffs = [lora[d][0] - full[d][0] for d in both]
-    rows = [[d, pts(lora[d][0]), pts(full[d][0]), pts(x)] for d, x in zip(both, diffs)]
+    rows = [[d, pts(lora[d][0]), pts(full[d][0]), pts(x)] for d, x in zip(both, diffs, strict=True)]
     return (rows, sum(x > 1e-9 for x in diffs), sum(abs(x) <= 1e-9 for x in diffs),
             float(np.mean(diffs)))
 
@@ -525,7 +526,7 @@ def paired_steps(mx, parts: list[str]) -> list[tuple[str, str, np.ndarray]]:
             by_rest[frozenset((k, v) for k, v in h.items() if k not in parts)][_level_of(h, parts)] = i
     levels = sorted({k for g in by_rest.values() for k in g}, key=_hp_level_key)
     out = []
-    for lo, hi in zip(levels, levels[1:]):
+    for lo, hi in itertools.pairwise(levels):
         d = [mx.scores[g[hi]] - mx.scores[g[lo]] for g in by_rest.values() if lo in g and hi in g]
         if d:
             flat = np.concatenate(d) * 100

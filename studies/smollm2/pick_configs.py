@@ -20,7 +20,7 @@ import yaml
 
 from staytuned.cbs import rank
 from staytuned.results import load_results
-from staytuned.space import config_id, load_space
+from staytuned.search.space import config_id, load_space
 
 
 def spread(items: list, n: int) -> list:

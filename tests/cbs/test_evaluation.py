@@ -59,7 +59,8 @@ def test_random_permutations_close_to_exact() -> None:
 
 
 def test_default_config_and_groups() -> None:
-    hps = [{"learning_rate": 1e-4, "epochs": 3}, {"learning_rate": 1e-5, "epochs": 3}, {"learning_rate": 1e-4, "epochs": 1}]
+    hps = [{"learning_rate": 1e-4, "epochs": 3}, {"learning_rate": 1e-5, "epochs": 3},
+           {"learning_rate": 1e-4, "epochs": 1}]
     m = ScoreMatrix.from_dense(HAND, hps=hps)
     ev = evaluate(m, k=2, default_config="lr=1e-5,epochs=3")
     assert ev.default_config == "c2"

@@ -160,7 +160,7 @@ def test_matches_reference(ref, m: ScoreMatrix, tol: float) -> None:  # type: ig
                 scores[(c, d)] = None
             elif not math.isnan(m.scores[i, j]):
                 scores[(c, d)] = float(m.scores[i, j])
-    covers, norm, mean = ref.tables(scores, list(m.config_ids), list(m.datasets), tol, m.directions[0])
+    covers, _norm, mean = ref.tables(scores, list(m.config_ids), list(m.datasets), tol, m.directions[0])
     expected = ref.rank(covers, mean, list(m.config_ids), list(m.datasets))
     r = rank(m, tol=tol)
     assert [(s.config_id, s.round) for s in r.steps] == expected

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from staytuned.cli._flags import as_flags
+from staytuned.cli._flags import as_flags, render
 from staytuned.errors import InputError
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "staytuned"
@@ -32,23 +31,19 @@ def test_as_flags_leaves_a_files_field_and_plain_words_alone():
         "field '--trials': more workers than trials (got 0)"
 
 
+def test_names_in_backticks_are_rendered_and_a_parameter_file_too():
+    text = "no exact equivalent (without `strict`, the nearest decay); see `ColumnSpec.hps`, `other`"
+    assert render(text, {"strict": "--strict", "ColumnSpec.hps": "--hp-cols"}) == \
+        "no exact equivalent (without --strict, the nearest decay); see --hp-cols, `other`"
+    exc = InputError("unknown decoding parameter", file="overrides", field="temprature")
+    out = as_flags(exc, {"overrides": "--set"})
+    assert str(out) == "--set, field 'temprature': unknown decoding parameter"
+    assert out.file == "--set" and out.field == "temprature"
+
+
 @pytest.fixture()
-def cli(tmp_path):
-    from typer.testing import CliRunner
-
-    from staytuned.cli import build_app
-
-    app = build_app()
-
-    def run(*args: str):
-        old = os.getcwd()
-        os.chdir(tmp_path)
-        try:
-            return CliRunner().invoke(app, list(args))
-        finally:
-            os.chdir(old)
-
-    return run
+def cli(run_cli):
+    return run_cli  # tests/conftest.py: the CLI in-process, inside tmp_path
 
 
 TUNE = ["tune", "--task", "t1", "--model", "m", "--space", "preset:demo", "--trial-fn", SYNTH, "-q"]
@@ -90,3 +85,35 @@ def test_search_library_names_no_flag_in_an_error(part):
         text = path.read_text()
         for needle in ('field="--', "field='--", 'expected="--'):
             assert needle not in text, f"{path.relative_to(SRC)} names a flag: {needle}"
+
+
+def _message_strings(path: Path):
+    """(line, text) of the string literals of a module that are not docstrings."""
+    import io
+    import tokenize
+
+    prev = None
+    for tok in tokenize.generate_tokens(io.StringIO(path.read_text()).readline):
+        docstring = prev is None or prev.type in (tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
+                                                  tokenize.NL)
+        if tok.type in (tokenize.STRING, getattr(tokenize, "FSTRING_MIDDLE", -1)) and not docstring:
+            yield tok.start[0], tok.string
+        if tok.type not in (tokenize.COMMENT, tokenize.NL):
+            prev = tok
+
+
+def test_no_library_message_names_a_flag():
+    """Outside cli/ a flag appears only inside a whole command in backticks
+    (`staytuned recommend --model X`) or a pip command; CSS custom properties are no flags."""
+    import re
+
+    flag = re.compile(r"(?<![\w(-])--[a-z][\w-]*(?![\w-]*[:)])")
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        if "cli" in path.relative_to(SRC).parts:
+            continue
+        for line, text in _message_strings(path):
+            if not text.lstrip("rf").strip("\"'").startswith("pip install") and \
+                    flag.search(re.sub(r"`[^`]*`", "", text)):
+                found.append(f"{path.relative_to(SRC)}:{line}: {text[:60]}")
+    assert not found, "library messages name flags:\n" + "\n".join(found)

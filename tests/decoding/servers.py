@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -79,7 +79,7 @@ def scripted_server(statuses: list[int] | None = None, *, delay: float = 0.0) ->
         def log_message(self, *args: object) -> None:  # keep test output clean
             pass
 
-        def do_POST(self) -> None:  # noqa: N802 - http.server API
+        def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
             with rec.lock:
                 index = rec.requests
@@ -108,12 +108,10 @@ def scripted_server(statuses: list[int] | None = None, *, delay: float = 0.0) ->
                     rec.in_flight -= 1
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1", rec
+        with _in_thread(server.serve_forever, stop=server.shutdown):
+            yield f"http://127.0.0.1:{server.server_address[1]}/v1", rec
     finally:
-        server.shutdown()
         server.server_close()
 
 
@@ -137,13 +135,22 @@ def silent_server() -> Iterator[tuple[str, list[int]]]:
             accepted.append(1)
             held.append(conn)  # keep it open, say nothing
 
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1", accepted
+        with _in_thread(loop, stop=stop.set):
+            yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1", accepted
     finally:
-        stop.set()
-        thread.join()
         for c in held:
             c.close()
         sock.close()
+
+
+@contextlib.contextmanager
+def _in_thread(loop: Callable[[], None], *, stop: Callable[[], None]) -> Iterator[None]:
+    """Run a server's ``loop`` in a daemon thread for the block; then ``stop`` it and wait."""
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop()
+        thread.join()

@@ -42,6 +42,7 @@ def test_generate_json_and_reproducible_seed(run, tmp_path):
     a = run(*args, "--json", str(tmp_path / "a.json"))
     b = run(*args, "--json", str(tmp_path / "b.json"))
     assert a.exit_code == 0, a.output
+    assert b.exit_code == 0, b.output
     ja, jb = (json.loads((tmp_path / f).read_text()) for f in ("a.json", "b.json"))
     assert [g["text"] for g in ja["generations"]] == [g["text"] for g in jb["generations"]]
     assert ja["config"]["top_k"] == 20 and ja["config"]["seed"] == 5

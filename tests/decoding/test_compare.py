@@ -10,9 +10,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from staytuned.decoding.compare import read_prompts, run_compare, to_markdown, write_compare  # noqa: E402
-from staytuned.hparams.decode import DecodingConfig  # noqa: E402
 from staytuned.decoding.factory import BackendOptions, load_named_configs, parse_inline_config  # noqa: E402
 from staytuned.errors import InputError  # noqa: E402
+from staytuned.hparams.decode import DecodingConfig  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def test_inline_and_file_configs(tmp_path):
         load_named_configs(str(f))
     with pytest.raises(InputError, match="share a name"):
         load_named_configs("a:temperature=0.1;a:temperature=0.2")
-    with pytest.raises(InputError, match="key=value"):
+    with pytest.raises(InputError, match="NAME=VALUE"):
         load_named_configs("temperature")
 
 

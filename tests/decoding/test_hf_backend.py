@@ -6,8 +6,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from staytuned.hparams.decode import DecodingConfig  # noqa: E402
 from staytuned.errors import InputError  # noqa: E402
+from staytuned.hparams.decode import DecodingConfig  # noqa: E402
 
 PROMPTS = ["The cat sat on", "Hello", "A much longer prompt to force left padding in the batch"]
 

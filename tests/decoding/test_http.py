@@ -15,9 +15,9 @@ httpx = pytest.importorskip("httpx")
 sys.path.insert(0, str(Path(__file__).parent))
 from servers import free_port, scripted_server, silent_server, staytuned_server  # noqa: E402
 
-from staytuned.hparams.decode import DecodingConfig  # noqa: E402
 from staytuned.decoding.http_backend import BackendError, HTTPBackend, RetryPolicy  # noqa: E402
 from staytuned.errors import InputError  # noqa: E402
+from staytuned.hparams.decode import DecodingConfig  # noqa: E402
 
 PROMPTS = ["The cat sat on", "Hello", "A longer prompt for the server"]
 FAST_RETRY = RetryPolicy(max_retries=1, backoff=0.01)

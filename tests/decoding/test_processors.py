@@ -8,12 +8,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from staytuned.hparams.decode import DecodingConfig  # noqa: E402
 from staytuned.decoding.processors import (  # noqa: E402
     FrequencyPresencePenaltyProcessor,
     build_processors,
     next_token_distribution,
 )
+from staytuned.hparams.decode import DecodingConfig  # noqa: E402
 
 NEG = -math.inf
 

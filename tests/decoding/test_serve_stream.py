@@ -18,11 +18,12 @@ httpx = pytest.importorskip("httpx")
 openai = pytest.importorskip("openai")
 
 sys.path.insert(0, str(Path(__file__).parent))
-from servers import free_port, staytuned_server
+# These imports follow the importorskip calls on purpose (E402).
+from servers import free_port, staytuned_server  # noqa: E402
 
-from staytuned.decoding.server import StreamedChoice, stable_prefix
-from staytuned.decoding.stopping import truncate_at_stop
-from staytuned.hparams.decode import DecodingConfig
+from staytuned.decoding.server import StreamedChoice, stable_prefix  # noqa: E402
+from staytuned.decoding.stopping import truncate_at_stop  # noqa: E402
+from staytuned.hparams.decode import DecodingConfig  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ import pytest
 torch = pytest.importorskip("torch")
 optuna = pytest.importorskip("optuna")
 
-from staytuned.hparams.decode import DecodingConfig  # noqa: E402
 from staytuned.decoding.objective import Estimate, score_config  # noqa: E402
 from staytuned.decoding.tune import DecodeTuneSpec, check_spec, run_decode_tune  # noqa: E402
 from staytuned.errors import InputError  # noqa: E402
+from staytuned.hparams.decode import DecodingConfig  # noqa: E402
 
 SMALL_SPACE = {
     "name": "small", "kind": "decode",

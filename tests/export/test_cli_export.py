@@ -81,11 +81,11 @@ def test_config_file_and_set_override(tmp_path):
     ("args", "message"),
     [
         (["--to", "axolotl", "--set", "lr_scheduler=step", "--strict"], "no exact equivalent"),
-        (["--to", "axolotl", "--set", "batch_size=32", "--micro-batch", "5"], "micro_batch"),
+        (["--to", "axolotl", "--set", "batch_size=32", "--micro-batch", "5"], "--micro-batch"),
         (["--to", "nope", "--set", "learning_rate=1e-4"], "unknown export target"),
         (["--to", "axolotl"], "no configuration given"),
         (["--to", "axolotl", "--set", "learnin_rate=1e-4"], "not a training hyperparameter"),
-        (["--to", "axolotl", "--config", "missing.yaml"], "no such file"),
+        (["--to", "axolotl", "--config", "missing.yaml"], "config file not found"),
         (["--to", "axolotl", "--from-study", "missing.db"], "no such storage file"),
     ],
 )

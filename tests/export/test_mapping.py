@@ -30,7 +30,7 @@ def test_split_batch(effective, micro, devices, expected):
 
 
 def test_split_batch_refuses_uneven():
-    with pytest.raises(InputError, match="micro_batch.*one of 1, 2, 4, 8, 16, 32"):
+    with pytest.raises(InputError, match=r"micro_batch.*one of 1, 2, 4, 8, 16, 32"):
         split_batch(32, 3)
     with pytest.raises(InputError, match="devices"):
         split_batch(6, None, 4)
@@ -70,7 +70,7 @@ def test_step_power_by_hand():
 
 
 def test_strict_refuses_and_no_decay_is_constant():
-    with pytest.raises(InputError, match="lr_scheduler.*no exact equivalent"):
+    with pytest.raises(InputError, match=r"lr_scheduler.*no exact equivalent"):
         map_schedule(resolve_config({"lr_scheduler": "exponential"}), strict=True)
     m = map_schedule(resolve_config({"lr_scheduler": "exponential", "exp_gamma": 1.0}))
     assert m.name == "constant" and m.warning
@@ -100,9 +100,9 @@ def test_resolve_config_defaults_and_errors():
     assert hp["learning_rate"] == 1e-4 and hp["batch_size"] == 8 and hp["method"] == "lora"
     assert resolve_config({"method": "full"})["learning_rate"] == 1e-5
     assert resolve_config({"batch_size": "16"})["batch_size"] == 16
-    with pytest.raises(InputError, match="field 'optimizer'.*adamw, sgd, adafactor"):
+    with pytest.raises(InputError, match=r"field 'optimizer'.*adamw, sgd, adafactor"):
         resolve_config({"optimizer": "lion"})
-    with pytest.raises(InputError, match="batch_size.*expected an integer"):
+    with pytest.raises(InputError, match=r"batch_size.*expected an integer"):
         resolve_config({"batch_size": 8.5})
     with pytest.raises(InputError, match="lr_scheduler"):
         resolve_config({"lr_scheduler": "warmup_stable_decay"})

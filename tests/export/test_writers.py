@@ -156,7 +156,7 @@ def test_formats_and_bad_targets(tmp_path):
     assert pick_format("axolotl", "x.yml", None) == "yaml"
     with pytest.raises(InputError, match="axolotl exports are written as yaml"):
         pick_format("axolotl", "x.json", None)
-    with pytest.raises(InputError, match="unknown export target.*axolotl, llama-factory, trl, peft, hf-args"):
+    with pytest.raises(InputError, match=r"unknown export target.*axolotl, llama-factory, trl, peft, hf-args"):
         export_config(BEST, "unsloth", model=MODEL)
     with pytest.raises(InputError, match="unknown file type"):
         pick_format("trl", "x.txt", None)

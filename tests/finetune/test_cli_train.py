@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 pytest.importorskip("torch")
 
-from staytuned.cli import build_app  # noqa: E402
+from staytuned.cli import build_app
 
 BASE = ["train", "--model", "tiny-llama", "--task", "sst2", "--train-size", "8", "--eval-size", "4",
         "--epochs", "1", "--max-seq-length", "96", "--batch-size", "4", "--threads", "1"]

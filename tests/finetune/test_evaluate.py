@@ -7,8 +7,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from staytuned.finetune.evaluate import evaluate, label_logliks  # noqa: E402
-from staytuned.tasks import load_task  # noqa: E402
 from staytuned.models import load_model  # noqa: E402
+from staytuned.tasks import load_task  # noqa: E402
 
 
 def _brute_force(model, tok, prompt: list[int], label: str, suffix: str) -> float:

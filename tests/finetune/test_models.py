@@ -102,7 +102,7 @@ def test_bad_files_and_folders(tmp_path: Path) -> None:
     txt.write_bytes(b"x")
     with pytest.raises(InputError, match=r"\.gguf"):
         resolve_model(str(txt))
-    with pytest.raises(InputError, match="no config.json"):
+    with pytest.raises(InputError, match=r"no config\.json"):
         resolve_model(str(tmp_path))
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"not a gguf file at all")

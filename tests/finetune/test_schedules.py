@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from staytuned.hparams.train import TrainConfig  # noqa: E402
-from staytuned.finetune.schedules import lr_values  # noqa: E402
+from staytuned.finetune.schedules import lr_values
+from staytuned.hparams.train import TrainConfig
 
 LR = 0.1
 

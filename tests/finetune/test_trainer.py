@@ -9,10 +9,17 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from staytuned.finetune import trainer  # noqa: E402
-from staytuned.hparams.train import TrainConfig  # noqa: E402
 from staytuned.finetune.trainer import (  # noqa: E402
-    Example, cut_middle, encode_pairs, epoch_batches, fit_lengths, left_pad, target_loss_sum, train,
+    Example,
+    cut_middle,
+    encode_pairs,
+    epoch_batches,
+    fit_lengths,
+    left_pad,
+    target_loss_sum,
+    train,
 )
+from staytuned.hparams.train import TrainConfig  # noqa: E402
 from staytuned.models import load_model  # noqa: E402
 
 
@@ -59,7 +66,8 @@ def test_epoch_batches_cover_every_example_once_and_group_lengths() -> None:
 def test_encode_pairs_appends_suffix_and_truncates() -> None:
     _, tok = load_model("tiny-llama", device="cpu")
     ex = encode_pairs([("abc", "yes"), ("x" * 50, "no")], tok, 16, suffix="</s>")
-    assert ex[0].input_ids == tok("abc", add_special_tokens=False)["input_ids"] + tok("yes</s>", add_special_tokens=False)["input_ids"]
+    assert ex[0].input_ids == (tok("abc", add_special_tokens=False)["input_ids"]
+                               + tok("yes</s>", add_special_tokens=False)["input_ids"])
     assert ex[0].n_prompt == 3 and ex[0].n_target == 4
     assert len(ex[1].input_ids) == 16 and ex[1].n_target == 3
 

@@ -8,10 +8,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from staytuned.finetune.trial import ModelCache, run_trial
-from staytuned.hardware import probe as probe_mod
-from staytuned.hardware.precision import PrecisionChoice, SlowPrecisionWarning
-from staytuned.hardware.probe import MatmulSpeed
+# These imports follow the importorskip calls on purpose (E402).
+from staytuned.finetune.trial import ModelCache, run_trial  # noqa: E402
+from staytuned.hardware import probe as probe_mod  # noqa: E402
+from staytuned.hardware.precision import PrecisionChoice, SlowPrecisionWarning  # noqa: E402
+from staytuned.hardware.probe import MatmulSpeed  # noqa: E402
 
 SMALL = {"epochs": 1, "max_seq_length": 96, "batch_size": 4}
 SLOW_BF16 = MatmulSpeed(fp32_gflops=33.0, bf16_gflops=1.2)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from staytuned.hparams.decode import DecodingConfig
 from staytuned.errors import InputError
+from staytuned.hparams.decode import DecodingConfig
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,7 @@ from staytuned.hparams.schema import (
     markdown_table,
     train_defaults,
 )
-from staytuned.space import config_id, parse_space
+from staytuned.search.space import config_id, parse_space
 
 ROOT = Path(__file__).resolve().parents[2]
 _SCHEDULE_PARAMS = {"time_decay_k", "step_size_epochs", "step_gamma", "exp_gamma"}
@@ -72,7 +72,7 @@ def test_execution_settings_are_declared_once_and_never_hyperparameters() -> Non
 def test_export_defaults_are_the_declared_defaults() -> None:
     declared = train_defaults()
     assert declared.pop("learning_rate") is None  # per method: 1e-4 lora, 1e-5 full
-    assert DEFAULTS == declared
+    assert declared == DEFAULTS
 
 
 # --------------------------------------------------------------------------- constraints
@@ -185,3 +185,26 @@ def test_docs_tables_are_generated_from_the_schema(scope: str) -> None:
     table = markdown_table(scope)  # type: ignore[arg-type]
     assert table in (ROOT / "docs" / "CONTRACTS.md").read_text(encoding="utf-8")
     assert table in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_shipped_recommendations_carry_no_execution_setting() -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from staytuned.cbs import recommend
+    from staytuned.cli import build_app
+
+    for model, method in [("smollm2-135m", "lora"), ("smollm2-135m", "full"), ("llama-3-8b", "lora"),
+                          ("mistral-7b", "full")]:
+        for rec in recommend(model=model, method=method).recommendations:
+            assert EXECUTION_SETTINGS.isdisjoint(rec.config), (model, method, rec.config)
+    res = CliRunner().invoke(build_app(), ["recommend", "--model", "smollm2-135m", "--method", "lora",
+                                           "--json", "-"])
+    assert res.exit_code == 0, res.output
+    text = res.stdout[res.stdout.index("{"):] if not res.stdout.lstrip().startswith("{") else res.stdout
+    payload = json.loads(text)
+    names = {k for r in payload["recommendations"] for k in r["config"]}
+    assert names and EXECUTION_SETTINGS.isdisjoint(names)
+    header = (ROOT / "src/staytuned/presets/recommendations/smollm2_135m.csv").read_text().splitlines()[0]
+    assert not any(f"hp_{name}" in header.split(",") for name in EXECUTION_SETTINGS)

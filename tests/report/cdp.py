@@ -81,7 +81,7 @@ class Browser:
     def __exit__(self, *exc: Any) -> None:
         try:
             self.call("Browser.close", timeout=10)
-        except Exception:  # noqa: BLE001 - the browser may already be gone
+        except Exception:
             pass
         try:
             self.proc.wait(timeout=20)

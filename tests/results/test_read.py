@@ -42,7 +42,7 @@ def test_canonical_table(tmp_path: Path) -> None:
     assert any("never run" in n for n in m.notes) and any("failed" in n for n in m.notes)
     assert t.score_matrix(agg="max").scores[0, 0] == pytest.approx(0.90)
     assert t.score_matrix(agg="min").scores[0, 0] == pytest.approx(0.80)
-    choose, score, how = t.eval_matrices()
+    _choose, score, how = t.eval_matrices()
     assert "test score" in how
     assert score.scores[0, 0] == pytest.approx(0.84) and score.missing[2, 1]  # no test value: missing
 
@@ -114,6 +114,6 @@ def test_unreadable_files(tmp_path: Path) -> None:
         load_results(bad)
     jl = tmp_path / "bad.jsonl"
     jl.write_text('{"dataset": "d", "score": 1}\n{oops\n')
-    with pytest.raises(InputError, match="invalid JSON") as exc:
+    with pytest.raises(InputError, match="malformed JSON line") as exc:
         load_results(jl)
     assert exc.value.row == 2

@@ -25,7 +25,8 @@ def test_lower_is_better_from_metric_name() -> None:
 
 def test_slice_and_mixed_models() -> None:
     rows = [{"dataset": "d", "config_id": "a", "model": mdl, "train_size": ts, "score": 0.1 * i}
-            for i, (mdl, ts) in enumerate([("mistralai/Mistral-7B-v0.1", 100), ("llama-3-8b", 100), ("llama-3-8b", 1000)])]
+            for i, (mdl, ts) in enumerate([("mistralai/Mistral-7B-v0.1", 100), ("llama-3-8b", 100),
+                                           ("llama-3-8b", 1000)])]
     t = from_records(rows)
     with pytest.raises(InputError, match="several model"):
         t.score_matrix()

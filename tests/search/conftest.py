@@ -7,30 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 SYNTH = "staytuned.search.synthetic:synthetic_trial"
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture()
-def run_cli(tmp_path: Path):
-    """Run the CLI in-process (typer CliRunner) inside tmp_path; returns the Result."""
-    from typer.testing import CliRunner
-
-    from staytuned.cli import build_app
-
-    app = build_app()
-
-    def run(*args: str):
-        old = os.getcwd()
-        os.chdir(tmp_path)
-        try:
-            return CliRunner().invoke(app, list(args))
-        finally:
-            os.chdir(old)
-
-    return run
 
 
 def staytuned_cmd() -> list[str]:
@@ -48,12 +26,12 @@ def demo_table(path: Path, n_datasets: int = 4) -> Path:
     """A small results table on the demo space's lora grid (8 configs): two clusters of datasets."""
     import csv
 
-    from staytuned.space import config_id, load_space
+    from staytuned.search.space import config_id, load_space
 
     grid = load_space("preset:demo").grid({"method": "lora"})
     rows = []
     for d in range(n_datasets):
-        for i, cfg in enumerate(grid):
+        for cfg in grid:
             # cluster 0 likes high learning rates, cluster 1 low ones; lora_r breaks ties
             good_lr = 1e-3 if d % 2 == 0 else 2e-4
             score = 0.8 - (0.1 if cfg["learning_rate"] != good_lr else 0.0) \

@@ -9,10 +9,10 @@ import pytest
 
 from staytuned.search.objective import TrialSettings
 from staytuned.search.runner import prepare_spec, tune
+from staytuned.search.space import parse_space
 from staytuned.search.storage import HeartbeatSettings
 from staytuned.search.strategies import make_sampler
 from staytuned.search.study import StudySpec
-from staytuned.space import parse_space
 
 from .conftest import SYNTH
 

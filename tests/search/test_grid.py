@@ -8,9 +8,9 @@ from collections import Counter
 import optuna
 
 from staytuned.search.runner import grid, grid_status, prepare_grid
+from staytuned.search.space import config_id, load_space
 from staytuned.search.storage import HeartbeatSettings
 from staytuned.search.study import Cell, GridSpec
-from staytuned.space import config_id, load_space
 
 from .conftest import SYNTH, spawn
 
@@ -43,10 +43,10 @@ def test_two_processes_and_workers_share_a_grid_without_duplicates(tmp_path):
             "--space", "preset:demo", "--trial-fn", SYNTH, "--heartbeat", "2", "-q",
             "--storage", f"sqlite:///{tmp_path}/shared.db", "--json", "-"]
     env = {"STAYTUNED_SYNTHETIC_SLEEP": "0.15"}  # slow enough that the workers overlap
-    p1 = spawn(args + ["--workers", "2"], tmp_path, env)
+    p1 = spawn([*args, "--workers", "2"], tmp_path, env)
     p2 = spawn(args, tmp_path, env)
     outs = [p.communicate(timeout=300) for p in (p1, p2)]
-    for p, (stdout, stderr) in zip((p1, p2), outs, strict=True):
+    for p, (_stdout, stderr) in zip((p1, p2), outs, strict=True):
         assert p.returncode == 0, stderr
     ran = [json.loads(stdout)["ran_now"] for stdout, _ in outs]
     assert sum(ran) == 16 and all(r > 0 for r in ran), ran  # both processes did work

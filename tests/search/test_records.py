@@ -25,7 +25,7 @@ from staytuned.search.records import (
     study_records,
     write_record,
 )
-from staytuned.space import config_id
+from staytuned.search.space import config_id
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = {"method": "lora", "learning_rate": 1e-4, "lr_scheduler": "cosine", "epochs": 2.0}

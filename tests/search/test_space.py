@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from staytuned.errors import InputError
-from staytuned.space import TRAIN_HPS, config_id, load_space, parse_space, preset_names
+from staytuned.search.space import TRAIN_HPS, config_id, load_space, parse_space, preset_names
 
 
 def test_presets_sizes():
@@ -37,7 +37,7 @@ def test_suggest_with_optuna_respects_conditions():
         cfg = sp.suggest(study.ask(), {"method": method})
         assert ("lora_r" in cfg) == (method == "lora")
         assert 1e-5 <= cfg["learning_rate"] <= 3e-3
-        assert cfg["batch_size"] == 8 and cfg["max_seq_length"] == 64
+        assert cfg["batch_size"] == 8 and cfg["max_seq_length"] == 128
 
 
 def test_model_is_a_categorical_hp():

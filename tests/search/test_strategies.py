@@ -258,8 +258,8 @@ def test_simulate_replays_the_strategy_tune_runs(tmp_path, monkeypatch, strategy
         assert sim_samplers
         for sm in sim_samplers:
             assert _sampler_settings(sm) == _sampler_settings(tune_samplers[0])
-    if strategy == "tpe":
-        s = _sampler_settings(sim_samplers[0])
+    if strategy == "tpe":  # TPESampler behind the duplicate guard
+        s = _sampler_settings(sim_samplers[0])["inner"]
         assert (s["_multivariate"], s["_group"], s["_constant_liar"]) == (True, True, True)
     if strategy == "cbs-adaptive":  # simulate runs next_config with the sampler's settings
         assert all(r.settings == tune_samplers[0].settings for r in replayed)

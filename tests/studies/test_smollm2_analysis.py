@@ -103,7 +103,7 @@ def test_paired_steps_compare_configs_that_differ_in_one_hp_only(analyze):
 def test_size_rows_compare_the_picks_at_both_sizes(analyze):
     # c1 is the top 1, c2 the median; c3 is the best at 100 on sst2 but never re-run at 1000.
     mx100 = ScoreMatrix.from_dense([[0.80, 0.30], [0.70, 0.20], [0.85, 0.35]], datasets=["sst2", "squad"])
-    c1, c2, c3 = mx100.config_ids
+    c1, c2, _c3 = mx100.config_ids
     mx1000 = ScoreMatrix.from_dense([[0.82], [0.90]], datasets=["sst2"], config_ids=[c1, c2])
     mx1000_gen = ScoreMatrix.from_dense([[0.40]], datasets=["squad"], config_ids=[c1])
     picks = {"classification": [c1, c2], "generation": [c1]}

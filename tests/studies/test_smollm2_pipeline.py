@@ -52,7 +52,7 @@ def test_study_pipeline_on_synthetic_trials(tmp_path):
     assert "| TRL+PEFT defaults |" in loo and "| LLaMA-Factory example |" in loo and "| TRL defaults |" in loo
     import csv
 
-    from staytuned.space import config_id, load_space
+    from staytuned.search.space import config_id, load_space
 
     defaults = {config_id(c) for m in ("lora", "full")
                 for c in load_space(str(STUDY / "spaces" / f"defaults-{m}.yaml")).grid({"method": m})}

@@ -248,9 +248,9 @@ def test_column_mapping(tmp_path: Path) -> None:
         load_task(path)
     task = load_task(path, columns={"review": "text", "stars": "label"}, validation_fraction=0)
     assert task.split("train")[0] == {"text": "r0", "label": "1"} and task.labels == ["1", "5"]
-    with pytest.raises(InputError, match="unknown key.*review -> txt"):
+    with pytest.raises(InputError, match=r"unknown key.*review -> txt"):
         load_task(path, columns={"review": "txt", "stars": "label"})
-    with pytest.raises(InputError, match="column 'rating'.*not found"):
+    with pytest.raises(InputError, match=r"column 'rating'.*not found"):
         load_task(path, columns={"rating": "label", "review": "text"})
 
 
@@ -346,7 +346,7 @@ def test_hub_code_path_uses_load_dataset(monkeypatch: pytest.MonkeyPatch) -> Non
         raise ConnectionError("offline")
 
     monkeypatch.setattr(datasets, "load_dataset", failing)
-    with pytest.raises(InputError, match="cannot load hub dataset 'nobody/x'.*offline"):
+    with pytest.raises(InputError, match=r"cannot load hub dataset 'nobody/x'.*offline"):
         load_task("nobody/x")
 
 
@@ -459,7 +459,8 @@ def test_empty_split_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("bad", [None, "", "  "])
 def test_label_missing(tmp_path: Path, bad) -> None:
-    _write_jsonl(tmp_path / "t.jsonl", [{"text": "a", "label": "x"}, {"text": "b", "label": "y"}, {"text": "c", "label": bad}])
+    _write_jsonl(tmp_path / "t.jsonl", [{"text": "a", "label": "x"}, {"text": "b", "label": "y"},
+                                        {"text": "c", "label": bad}])
     with pytest.raises(InputError, match=r"t\.jsonl, row 3, column 'label': label missing"):
         load_task(tmp_path / "t.jsonl")
 

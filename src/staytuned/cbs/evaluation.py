@@ -135,7 +135,9 @@ def _random_exact(vals: np.ndarray, solved: np.ndarray, K: int) -> tuple[np.ndar
 
 
 def _log_factorials(n: int) -> np.ndarray:
-    return np.r_[0.0, np.cumsum(np.log(np.arange(1, n + 1, dtype=float)))]
+    out: np.ndarray = np.r_[0.0, np.cumsum(np.log(np.arange(1, n + 1, dtype=float)))]
+    return out
+
 
 def _random_perms(
     vals: np.ndarray, solved: np.ndarray, K: int, perms: int, rng: np.random.Generator

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from staytuned._util.io import atomic_path
 from staytuned.cbs.evaluation import Evaluation
 from staytuned.errors import InputError
 
@@ -44,10 +45,8 @@ def plot_evaluation(evaluation: Evaluation, path: str | Path, title: str | None 
             ax.grid(alpha=0.3)
         axes[0].legend(loc="lower right")
         fig.suptitle(title or f"CBS, {evaluation.scheme}")
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(p.stem + ".tmp" + p.suffix)
-        fig.savefig(tmp, format=fmt, dpi=120)
-        tmp.replace(p)
+        with atomic_path(p) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=120)
     finally:
         plt.close(fig)
     return p

@@ -40,9 +40,11 @@ __all__ = [
 def check_tolerance(tol: float, abs_tol: float | None) -> None:
     """:class:`InputError` naming ``tol`` or ``abs_tol`` when either is out of range."""
     if not (isinstance(tol, int | float) and math.isfinite(tol) and 0 <= tol < 1):
-        raise InputError("relative tolerance out of range", field="tol", value=tol, expected="0 <= tol < 1 (e.g. 0.01 = 1%)")
+        raise InputError("relative tolerance out of range", field="tol", value=tol,
+                         expected="0 <= tol < 1 (e.g. 0.01 = 1%)")
     if abs_tol is not None and not (math.isfinite(abs_tol) and abs_tol >= 0):
-        raise InputError("absolute tolerance out of range", field="abs_tol", value=abs_tol, expected="a finite number >= 0")
+        raise InputError("absolute tolerance out of range", field="abs_tol", value=abs_tol,
+                         expected="a finite number >= 0")
 
 
 def normalize(matrix: ScoreMatrix) -> np.ndarray:
@@ -75,7 +77,8 @@ def covers(matrix: ScoreMatrix, tol: float = 0.01, abs_tol: float | None = None)
     slack = np.abs(best) * tol if abs_tol is None else np.full_like(best, abs_tol)
     slack = slack + 1e-12 * np.maximum(1.0, np.abs(best))
     with np.errstate(invalid="ignore"):
-        return signed >= (best - slack)[None, :]
+        out: np.ndarray = signed >= (best - slack)[None, :]
+    return out
 
 
 def _col_nanmax(a: np.ndarray) -> np.ndarray:
@@ -211,7 +214,8 @@ def rank(matrix: ScoreMatrix, tol: float = 0.01, abs_tol: float | None = None, k
     check_tolerance(tol, abs_tol)
     n, m = matrix.shape
     if n == 0 or m == 0:
-        raise InputError("nothing to rank", value=f"{n} configs x {m} datasets", expected="at least one config and one dataset")
+        raise InputError("nothing to rank", value=f"{n} configs x {m} datasets",
+                         expected="at least one config and one dataset")
     if k is not None and k < 1:
         raise InputError("k must be positive", field="k", value=k, expected="an integer >= 1")
     kk = n if k is None else min(k, n)

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from staytuned._util.mapping import read_mapping
 from staytuned.cbs.ranking import rank
 from staytuned.errors import InputError
 from staytuned.results import (
@@ -82,26 +83,20 @@ def _rec_dict(r: Recommendation) -> dict[str, Any]:
     return d
 
 
-def _preset_files(extra: Sequence[str | Path] = ()) -> list[tuple[str, str, Path]]:
-    """(name for messages, YAML text, folder that relative paths in it start from)."""
+def _preset_files(extra: Sequence[str | Path] = ()) -> list[tuple[str, dict[str, Any], Path]]:
+    """(name for messages, parsed YAML document, folder that relative paths in it start from)."""
     root = importlib.resources.files("staytuned") / "presets" / "recommendations"
-    out = [(f"staytuned/presets/recommendations/{p.name}", p.read_text(encoding="utf-8"), Path(str(root)))
-           for p in sorted(root.iterdir(), key=lambda p: p.name) if p.name.endswith((".yaml", ".yml"))]
-    for p in extra:
-        out.append((str(p), Path(p).read_text(encoding="utf-8"), Path(p).parent))
-    return out
+    files = [(f"staytuned/presets/recommendations/{p.name}", p, Path(str(root)))
+             for p in sorted(root.iterdir(), key=lambda p: p.name) if p.name.endswith((".yaml", ".yml"))]
+    files += [(str(p), Path(p), Path(p).parent) for p in extra]
+    return [(name, read_mapping(p, what="recommendations file", name=name, allow_empty=True), folder)
+            for name, p, folder in files]
 
 
 def _load_presets(extra: Sequence[str | Path] = ()) -> tuple[dict[str, dict[str, Any]], list[Recommendation]]:
-    import yaml
-
     models: dict[str, dict[str, Any]] = {}
     recs: list[Recommendation] = []
-    for name, text, _ in _preset_files(extra):
-        try:
-            doc = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            raise InputError(f"invalid YAML: {exc}".splitlines()[0], file=name) from None
+    for name, doc, _ in _preset_files(extra):
         source = dict(doc.get("source") or {})
         source.setdefault("file", name)
         for mname, info in (doc.get("models") or {}).items():
@@ -138,16 +133,13 @@ def resolve_model(ref: str, extra: Sequence[str | Path] = ()) -> str | None:
 def shipped_table(model: str | None, extra: Sequence[str | Path] = ()) -> Path | None:
     """The results table shipped with a model's recommendations (``source.table_file`` of its
     preset file, relative to that file), for strategies that need per-dataset scores; else None."""
-    import yaml
-
     canon = resolve_model(model, extra) if model else None
     if canon is None:
         return None
-    for _, text, folder in reversed(_preset_files(extra)):  # the user's extra files first
-        doc = yaml.safe_load(text) or {}
+    for _, doc, folder in _preset_files(extra)[::-1]:  # the user's extra files first
         table = (doc.get("source") or {}).get("table_file")
-        if table and canon in (doc.get("models") or {}) and (folder / table).is_file():
-            return folder / table
+        if table and canon in (doc.get("models") or {}) and (folder / str(table)).is_file():
+            return folder / str(table)
     return None
 
 
@@ -234,8 +226,8 @@ def _from_table(table: str | Path | ResultsTable, model: str | None, method: str
     matrix = sliced.score_matrix(direction=direction, agg=agg)
     ranking = rank(matrix, tol=tol, abs_tol=abs_tol, k=k)
     the_model = model or (sliced.values("model") or ["(any)"])[0]
-    the_method = method or (sliced.values("method") or [None])[0]
-    ts = train_size if train_size is not None else (sliced.values("train_size") or [None])[0]
+    the_method = method or next(iter(sliced.values("method")), None)
+    ts = train_size if train_size is not None else next(iter(sliced.values("train_size")), None)
     recs = tuple(
         Recommendation(
             model=str(the_model), method=the_method, train_size=int(float(ts)) if ts is not None else None,

@@ -23,6 +23,7 @@ _COMMAND_MODULES = (
     "staytuned.cli.decode",  # decode tune, generate, compare, serve
     "staytuned.cli.report",  # report, export
     "staytuned.cli.doctor",  # doctor
+    "staytuned.cli.plan",  # plan
 )
 
 

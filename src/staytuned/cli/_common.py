@@ -1,4 +1,4 @@
-"""Shared CLI plumbing: consoles, error handling, JSON output, verbosity."""
+"""Shared CLI plumbing: consoles, error handling, JSON output (the shared options: cli/_options.py)."""
 
 from __future__ import annotations
 
@@ -13,25 +13,14 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from staytuned._util.io import atomic_write_text
 from staytuned.errors import StaytunedError
-from staytuned.hparams.schema import EXECUTION
 
 # Results go to stdout; progress, warnings and errors to stderr, so `--json -` pipes stay clean.
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-JsonOpt = typer.Option(None, "--json", help="Also write the result as JSON to PATH ('-' for stdout).")
-QuietOpt = typer.Option(False, "--quiet", "-q", help="Print only errors.")
-VerboseOpt = typer.Option(False, "--verbose", "-v", help="Print more detail (debug logs).")
-
-# Execution settings (how a machine runs trials, never part of a config): help from the schema.
-_EXEC_HELP = {p.name: p.help for p in EXECUTION}
-PrecisionOpt = typer.Option("auto", "--precision", help=_EXEC_HELP["precision"])
-DeviceOpt = typer.Option(None, "--device", help=_EXEC_HELP["device"])
-ThreadsOpt = typer.Option(None, "--threads", help=_EXEC_HELP["threads"])
-MicroBatchOpt = typer.Option(None, "--micro-batch-size", help=_EXEC_HELP["micro_batch_size"])
 
 
 @contextlib.contextmanager
@@ -40,11 +29,63 @@ def cli_errors() -> Iterator[None]:
     try:
         yield
     except StaytunedError as exc:
-        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        error(str(exc))
+        raise typer.Exit(EXIT_USAGE) from None
+    except OSError as exc:
+        if exc.filename is None:  # not about a path (a socket, a library's own failure): a bug
+            raise
+        # A path a check before the work could not foresee (/proc, a full disk, a file that
+        # vanished): still bad input, named, not a traceback.
+        what = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+        error(f"{what}: {exc.strerror or exc}")
         raise typer.Exit(EXIT_USAGE) from None
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def error(message: str) -> None:
+    """``error: MESSAGE`` on stderr, on one logical line: a URL or path in it never breaks at the
+    terminal's width, and brackets in it (``[1e-05, 0.001]``) are text, not markup."""
+    from rich.markup import escape
+
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False,
+              soft_wrap=True)
+
+
+def check_output(path: str | Path | None, flag: str, *, folder: bool = False) -> None:
+    """Refuse an output ``path`` that cannot be written, before the work that would fill it.
+
+    A folder where a file goes (or a file where a folder goes), a parent that is a file, or a
+    parent folder that cannot be created: :class:`InputError` naming ``flag`` and the path.
+    Missing parent folders are created now (the write would create them anyway).
+    """
+    import os
+
+    from staytuned.errors import InputError
+
+    if path is None or str(path) == "-":
+        return
+    p = Path(path)
+    if not folder and (p.is_dir() or str(path).endswith(os.sep)):
+        raise InputError("is a folder", field=flag, value=str(path), expected="a file path")
+    if folder and p.exists() and not p.is_dir():
+        raise InputError("is a file", field=flag, value=str(path), expected="a folder")
+    parent = p.absolute().parent
+    ancestor = parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError(f"cannot be created: {ancestor} is a file, not a folder", field=flag,
+                         value=str(path))
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create its folder {parent}: {exc.strerror}", field=flag,
+                         value=str(path)) from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write into {parent}: permission denied", field=flag,
+                         value=str(path))
 
 
 def _jsonable(obj: Any) -> Any:
@@ -69,8 +110,5 @@ def write_json(path: str | Path | None, payload: Any) -> None:
     if str(path) == "-":
         sys.stdout.write(text + "\n")
         return
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text(text + "\n", encoding="utf-8")
-    tmp.replace(p)  # atomic: a failed run never leaves half a file
+    with cli_errors():  # a path no check foresaw (a full disk): exit 2, not a traceback
+        atomic_write_text(path, text + "\n")  # a failed run never leaves half a file

@@ -16,15 +16,11 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.table import Table
 
-from staytuned.cli._common import (
-    JsonOpt,
-    QuietOpt,
-    VerboseOpt,
-    cli_errors,
-    err,
-    out,
-    write_json,
-)
+from staytuned._util.io import atomic_open, atomic_write_text
+from staytuned._util.parse import parse_assignments
+from staytuned.cli._common import check_output, cli_errors, err, out, write_json
+from staytuned.cli._flags import flag_names, render
+from staytuned.cli._options import JsonOpt, QuietOpt, VerboseOpt
 from staytuned.errors import InputError
 
 if TYPE_CHECKING:
@@ -72,6 +68,17 @@ ChooseSplit = typer.Option("auto", "--choose-split", help="Split whose scores ra
 ScoreSplit = typer.Option("auto", "--score-split", help="Split whose scores evaluate held-out datasets, e.g. Test (see --choose-split).")
 
 
+# The API names library errors and notes about a results table give -> the flags that set them.
+_ROLES = ("dataset", "config", "score", "test_score", "status", "seed", "metric", "model", "method",
+          "train_size", "split", "group", "hp_json")
+TABLE_FLAGS = {
+    **{f"ColumnSpec.{role}": f"--{role.replace('_', '-')}-col" for role in _ROLES},
+    "ColumnSpec.hps": "--hp-cols", "ColumnSpec.ignore": "--ignore-cols",
+    **{f"slice({axis}=...)": f"--{axis.replace('_', '-')}" for axis in ("model", "method", "train_size")},
+    "abs_tol": "--abs-tol", "random_perms": "--random-perms",
+}
+
+
 def _csv_list(text: str | None) -> tuple[str, ...] | None:
     if text is None:
         return None
@@ -106,12 +113,11 @@ def _direction(text: str | None) -> str | dict[str, str] | None:
             raise InputError("unknown direction", field="--direction", value=text,
                              expected="max, min, or metric=max|min[,...]")
         return text
-    out: dict[str, str] = {}
-    for part in _csv_list(text) or ():
-        name, _, d = part.partition("=")
-        if d.strip() not in ("max", "min"):
-            raise InputError("unknown direction", field="--direction", value=part, expected="metric=max or metric=min")
-        out[name.strip()] = d.strip()
+    out = parse_assignments(text, field="--direction", expected="metric=max or metric=min")
+    for name, d in out.items():
+        if d not in ("max", "min"):
+            raise InputError("unknown direction", field="--direction", value=f"{name}={d}",
+                             expected="metric=max or metric=min")
     return out
 
 
@@ -119,7 +125,7 @@ def _notes(notes: Iterable[str], quiet: bool) -> None:
     if quiet:
         return
     for n in notes:
-        err.print(f"[dim]note:[/] {n}", markup=True, highlight=False)
+        err.print("[dim]note:[/] " + render(n, TABLE_FLAGS), markup=True, highlight=False)
 
 
 def _fmt(v: Any) -> str:
@@ -149,8 +155,7 @@ def _check_out_path(path: Path | None, suffixes: tuple[str, ...], flag: str) -> 
         return
     if suffixes and path.suffix.lower() not in suffixes:
         raise InputError("unsupported output format", field=flag, value=str(path), expected=" or ".join(suffixes))
-    if path.exists() and path.is_dir():
-        raise InputError("is a directory", field=flag, value=str(path), expected="a file path")
+    check_output(path, flag)
 
 
 # -- cbs rank ---------------------------------------------------------------------------------
@@ -183,7 +188,7 @@ def rank_cmd(
     quiet: bool = QuietOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
-    with cli_errors():
+    with cli_errors(), flag_names(TABLE_FLAGS):
         from staytuned.cbs import rank
 
         _check_out_path(Path(json_path) if json_path else None, (), "--json")
@@ -267,7 +272,7 @@ def evaluate_cmd(
     quiet: bool = QuietOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
-    with cli_errors():
+    with cli_errors(), flag_names(TABLE_FLAGS):
         from staytuned.cbs import evaluate
 
         _check_out_path(Path(json_path) if json_path else None, (), "--json")
@@ -332,14 +337,11 @@ def _progress(quiet: bool, label: str) -> Iterator[Callable[[int, int], None]]:
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
+    with atomic_open(path, newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         for r in rows:
             w.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()})
-    tmp.replace(path)
 
 
 def _print_evaluation(ev: Evaluation) -> None:
@@ -378,7 +380,7 @@ def recommend_cmd(
     verbose: bool = VerboseOpt,
 ) -> None:
     """Recommended HP configs for a model / method / train size: shipped (with provenance) or CBS on a results table."""
-    with cli_errors():
+    with cli_errors(), flag_names(TABLE_FLAGS):
         from staytuned.cbs import recommend
 
         _check_out_path(Path(json_path) if json_path else None, (), "--json")
@@ -401,10 +403,7 @@ def recommend_cmd(
 
             from staytuned.cli._common import _jsonable
 
-            yaml_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = yaml_path.with_name(yaml_path.name + ".tmp")
-            tmp.write_text(yaml.safe_dump(_jsonable(payload), sort_keys=False), encoding="utf-8")
-            tmp.replace(yaml_path)
+            atomic_write_text(yaml_path, yaml.safe_dump(_jsonable(payload), sort_keys=False))
 
 
 def _cite(source: dict[str, Any]) -> str:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from staytuned.cli._common import EXIT_FAILED, JsonOpt, QuietOpt, VerboseOpt, cli_errors, err, out, write_json
+from staytuned.cli._common import EXIT_FAILED, check_output, cli_errors, err, out, write_json
+from staytuned.cli._flags import flag_names
+from staytuned.cli._options import JsonOpt, QuietOpt, VerboseOpt
 from staytuned.errors import InputError
 
 decode_app = typer.Typer(help="Tune decoding parameters (temperature, top-k/p, min-p, penalties, ...).",
@@ -28,6 +31,11 @@ BatchOpt = typer.Option(8, "--batch-size", help="hf: prompts generated together.
 DeviceOpt = typer.Option(None, "--device", help="hf: cpu or cuda (default: cuda when available).")
 ChatOpt = typer.Option(None, "--chat/--no-chat", help="Send prompts through the chat template (default: when the model has one; http: the chat endpoint).")
 AdapterBaseOpt = typer.Option(None, "--adapter-base", help="Base model of a LoRA adapter folder (default: from its adapter_config.json).")
+# The API parameters (or fields) of BackendOptions and the backends -> the shared flags above.
+BACKEND_FLAGS = {"backend": "--backend", "kind": "--backend", "base_url": "--base-url",
+                 "api_key": "--api-key", "retries": "--retries", "batch_size": "--batch-size",
+                 "adapter_base": "--adapter-base", "model": "--model", "chat=False": "--no-chat",
+                 "chat": "--chat"}
 
 
 def _backend_options(backend: str, base_url: str | None, api_key: str | None, flavor: str,
@@ -92,9 +100,9 @@ def generate_cmd(
     verbose: bool = VerboseOpt,
 ) -> None:
     """Generate with one decoding config: the text on stdout, details on stderr / --json."""
-    with cli_errors():
-        from staytuned.hparams.decode import DecodingConfig
+    with cli_errors(), flag_names(BACKEND_FLAGS):
         from staytuned.decoding.factory import open_backend, read_config_file
+        from staytuned.hparams.decode import DecodingConfig
 
         data: dict[str, Any] = read_config_file(config) if config else {}
         flags = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "min_p": min_p,
@@ -164,13 +172,15 @@ def compare_cmd(
     verbose: bool = VerboseOpt,
 ) -> None:
     """The same prompts through several models and/or decoding configs, side by side."""
-    with cli_errors():
+    with cli_errors(), flag_names({**BACKEND_FLAGS, "models": "--models", "configs": "--configs",
+                                   "prompts": "--prompts", "task": "--task"}):
         from rich.table import Table
 
         from staytuned.decoding.compare import check_output_path, read_prompts, run_compare, side_by_side, write_compare
         from staytuned.decoding.factory import load_named_configs
 
         check_output_path(output)
+        check_output(output, "-o")
         model_list: list[str | None] = [m.strip() for m in (models or "").split(",") if m.strip()]
         if not model_list:
             if backend != "http":
@@ -244,7 +254,7 @@ def serve_cmd(
     verbose: bool = VerboseOpt,
 ) -> None:
     """Serve a model with the OpenAI API: /v1/completions, /v1/chat/completions, /v1/models."""
-    with cli_errors():
+    with cli_errors(), flag_names(BACKEND_FLAGS):
         from staytuned.decoding.hf_backend import HFBackend
         from staytuned.decoding.server import serve
 
@@ -260,6 +270,15 @@ def serve_cmd(
 
 
 # -- decode tune ---------------------------------------------------------------------------------
+# The API parameter (or field) a library error names -> the flag that sets it here.
+DECODE_TUNE_FLAGS = {**BACKEND_FLAGS, "overrides": "--set", "trials": "--trials", "n_trials": "--trials", "samples": "--samples",
+                     "eval_size": "--eval-size", "eval_split": "--eval-split",
+                     "confirm_top": "--confirm-top", "confirm_samples": "--confirm-samples",
+                     "confidence": "--confidence", "secondary": "--secondary",
+                     "strategy": "--strategy", "model": "--model", "backend": "--backend",
+                     "base_url": "--base-url", "study_name": "--study"}
+
+
 def tune_cmd(
     task: str = typer.Option(..., "--task", help="Task: a bundled name (sst2, trec, ...) or a data path."),
     model: str | None = typer.Option(None, "--model", help="Model (hf) or served name (http; default the server's first)."),
@@ -294,20 +313,15 @@ def tune_cmd(
     verbose: bool = VerboseOpt,
 ) -> None:
     """Tune decoding parameters on a task: mean +- CI over seeds, noise-aware winner, Pareto front."""
-    with cli_errors():
+    with cli_errors(), flag_names(DECODE_TUNE_FLAGS):
+        from staytuned.decoding.factory import parse_decoding_values
         from staytuned.decoding.tune import DecodeTuneSpec, check_spec, run_decode_tune
         from staytuned.search.display import StudyProgress
+        from staytuned.search.failures import failure_report
+        from staytuned.search.space import load_space
         from staytuned.search.storage import default_storage_url, redact
-        from staytuned.space import load_space
 
-        overrides: dict[str, Any] = {}
-        for item in set_ or []:
-            key, eq, value = item.partition("=")
-            if not eq:
-                raise InputError("not an assignment", field="--set", value=item, expected="NAME=VALUE")
-            from staytuned.decoding.factory import parse_inline_config
-
-            overrides.update(parse_inline_config(f"{key.strip()}={value}")[1])
+        overrides = parse_decoding_values(set_, field="--set")
         sec = tuple(s.strip() for s in (secondary or "").split(",") if s.strip())
         if model is None and backend == "hf":
             raise InputError("no model given", field="--model", expected="--model NAME|PATH")
@@ -327,8 +341,12 @@ def tune_cmd(
         _, task_def = check_spec(spec)  # bad values refused before the model loads
         _quiet_libs(verbose)
         if not quiet:
-            err.print(f"study [bold]{name}[/] in {redact(url)}: {strategy}, {trials} trials x "
-                      f"{samples} samples on {eval_size or 'all'} prompts", markup=True)
+            from rich.markup import escape
+
+            # soft_wrap: one line however narrow the terminal, so the URL never breaks in two
+            err.print(f"study [bold]{escape(name)}[/] in {escape(redact(url))}: {strategy}, "
+                      f"{trials} trials x {samples} samples on {eval_size or 'all'} prompts",
+                      markup=True, soft_wrap=True)
             err.print(f"loading {model or base_url} ...")
 
         progress = StudyProgress(
@@ -356,8 +374,10 @@ def tune_cmd(
             outcome = run_decode_tune(spec, on_trial=on_trial, on_confirm=on_confirm)
         payload = outcome.to_dict()
         payload["storage"] = redact(url)
+        failures = failure_report(url, [name])
+        payload.update(failures.to_dict())
         if json_path != "-":
-            _print_tune(outcome)
+            _print_tune(outcome, failures.lines)
         write_json(json_path, payload)
         if outcome.winner is None:
             raise typer.Exit(EXIT_FAILED)
@@ -376,7 +396,7 @@ def _num(v: float, digits: int) -> str:
     return "-" if not math.isfinite(v) else f"{v:.{digits}f}"
 
 
-def _print_tune(outcome: Any) -> None:
+def _print_tune(outcome: Any, failure_lines: Sequence[str] = ()) -> None:
     from rich.table import Table
 
     table = Table(title=f"{outcome.study_name}: {outcome.metric}, mean ± CI half-width over seeds")
@@ -398,6 +418,8 @@ def _print_tune(outcome: Any) -> None:
                       str(e.n), _num(r.secondary["output_tokens"], 1), _num(r.secondary["distinct_n"], 3),
                       _num(r.secondary["repetition_rate"], 3), " ".join(marks))
     out.print(table)
+    for line in failure_lines:  # failed trials with their reasons, interrupted ones
+        out.print(line, markup=False)
     if outcome.winner is None:
         out.print("no successful trial")
         return
@@ -411,8 +433,6 @@ def _print_tune(outcome: Any) -> None:
                   "with a wider interval)")
     if outcome.indistinguishable:
         out.print(f"  {len(outcome.indistinguishable)} other config(s) statistically indistinguishable (≈)")
-    if outcome.failed:
-        out.print(f"  {outcome.failed} trial(s) failed (reasons in the storage)")
 
 
 def register(app: typer.Typer) -> None:

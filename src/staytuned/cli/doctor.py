@@ -8,7 +8,8 @@ import typer
 from rich import box
 from rich.table import Table
 
-from staytuned.cli._common import JsonOpt, cli_errors, out, write_json
+from staytuned.cli._common import cli_errors, out, write_json
+from staytuned.cli._options import JsonOpt
 
 
 def _render(report: Any) -> None:

@@ -9,13 +9,25 @@ from pathlib import Path
 
 import typer
 
-from staytuned.cli._common import JsonOpt, QuietOpt, VerboseOpt, cli_errors, err, out, write_json
+from staytuned.cli._common import check_output, cli_errors, err, out, write_json
+from staytuned.cli._flags import flag_names
+from staytuned.cli._options import JsonOpt, QuietOpt, VerboseOpt
+from staytuned.cli.cbs import TABLE_FLAGS
 
 _TARGETS = "axolotl | llama-factory | trl | peft | hf-args"
 
 
 def _fmt_bytes(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
+
+
+# The API parameter (or field) a library error names -> the flag that sets it here.
+REPORT_FLAGS = {**TABLE_FLAGS, "study": "--study", "out": "--output", "png_dir": "--png-dir",
+                "columns": "column options", "direction": "--direction"}
+EXPORT_FLAGS = {"target": "--to", "model": "--model", "ref": "--from-recommendation", "rank": "--rank",
+                "study_name": "--study", "study": "--study", "path": "--output", "fmt": "--format",
+                "micro_batch": "--micro-batch", "devices": "--devices", "dataset": "--dataset",
+                "output_dir": "--output-dir", "strict": "--strict", "precision": "--precision"}
 
 
 def report(
@@ -53,7 +65,15 @@ def report(
 
     from staytuned.report import REPORT_STEPS, write_report
 
-    with cli_errors():
+    with cli_errors(), flag_names(REPORT_FLAGS):
+        from staytuned.errors import InputError
+
+        if k < 1:
+            raise InputError("must be >= 1", field="--k", value=k)
+        if not tol >= 0:
+            raise InputError("must be >= 0", field="--tol", value=tol)
+        check_output(output, "--output")
+        check_output(png_dir, "--png-dir", folder=True)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err, disable=quiet, transient=True) as progress:
             task = progress.add_task("report", total=REPORT_STEPS + (png_dir is not None))
@@ -135,7 +155,7 @@ def export(
     from staytuned.export.sources import config_from_file, config_from_recommendation, config_from_study
     from staytuned.results import parse_assignment
 
-    with cli_errors():
+    with cli_errors(), flag_names(EXPORT_FLAGS):
         chosen = [n for n, v in (("--from-recommendation", from_recommendation), ("--from-study", from_study),
                                  ("--config", config)) if v is not None]
         if len(chosen) > 1:
@@ -161,6 +181,8 @@ def export(
             hp = {**hp, **overrides}
             source += " with " + ", ".join(f"{k}={v}" for k, v in overrides.items())
         to_stdout = output in (None, "-")
+        if not to_stdout:  # a file, or a folder the tool's usual file name goes into
+            check_output(output, "--output", folder=Path(output).is_dir())
         if to_stdout and json_path == "-":
             raise InputError("--json - and the config would both go to stdout", field="output",
                              expected="-o FILE (or --json PATH)")

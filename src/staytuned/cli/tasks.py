@@ -9,7 +9,8 @@ import typer
 from rich import box
 from rich.table import Table
 
-from staytuned.cli._common import JsonOpt, QuietOpt, cli_errors, err, out, write_json
+from staytuned.cli._common import cli_errors, err, out, write_json
+from staytuned.cli._options import JsonOpt, QuietOpt
 from staytuned.errors import InputError
 from staytuned.tasks import bundled_manifest, load_task
 

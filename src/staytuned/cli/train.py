@@ -13,9 +13,10 @@ import typer
 from rich import box
 from rich.table import Table
 
-from staytuned.cli._common import (
-    EXIT_FAILED, JsonOpt, QuietOpt, VerboseOpt, cli_errors, err, out, write_json,
-)
+from staytuned._util.mapping import read_mapping
+from staytuned._util.parse import parse_assignments
+from staytuned.cli._common import EXIT_FAILED, check_output, cli_errors, err, out, write_json
+from staytuned.cli._options import JsonOpt, QuietOpt, VerboseOpt
 from staytuned.errors import InputError
 from staytuned.hparams.schema import EXECUTION, TRAIN
 
@@ -35,38 +36,6 @@ def _size(value: str | None, flag: str) -> int | None:
     if n < 1:
         raise InputError("must be a positive integer or 'all'", field=flag, value=value)
     return n
-
-
-def _read_config_file(path: Path) -> dict[str, Any]:
-    """HPs from a JSON or YAML mapping (a top-level ``config:`` mapping is also accepted)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", file=str(path)) from None
-    try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except Exception as exc:  # noqa: BLE001 - any parse error is bad input
-        raise InputError(f"does not parse: {exc}", file=str(path), expected="a JSON or YAML mapping") from None
-    if isinstance(data, dict) and isinstance(data.get("config"), dict):
-        data = data["config"]
-    if not isinstance(data, dict):
-        raise InputError("must hold a mapping of hyperparameter names to values", file=str(path))
-    return dict(data)
-
-
-def _parse_hp(items: list[str]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for item in items:
-        name, sep, raw = item.partition("=")
-        if not sep or not name.strip():
-            raise InputError("expected NAME=VALUE", field="--hp", value=item)
-        values[name.strip()] = raw.strip()
-    return values
 
 
 def _progress_reporter(enabled: bool) -> tuple[Any, Callable[[str, int, int], None] | None]:
@@ -169,10 +138,15 @@ def register(app: typer.Typer) -> None:
             "lora_target_modules": lora_target_modules,
         }
         with cli_errors():
-            values = _read_config_file(config_file) if config_file is not None else {}
-            values.update(_parse_hp(hp))
+            # HPs from a JSON or YAML mapping (a top-level ``config:`` mapping is also accepted)
+            values = (read_mapping(config_file, what="config file", unwrap="config",
+                                   expected="a mapping of hyperparameter names to values")
+                      if config_file is not None else {})
+            # One assignment per --hp: a value may hold commas (lora_target_modules=q_proj,v_proj).
+            values.update(parse_assignments(hp, field="--hp", split=False))
             values.update({k: v for k, v in flags.items() if v is not None})
             n_train, n_eval = _size(train_size, "--train-size"), _size(eval_size, "--eval-size")
+            check_output(save_dir, "--save-dir", folder=True)
             from staytuned.hparams.train import TrainConfig
 
             config = TrainConfig.from_dict(values)  # bad HPs are bad input here (exit 2)
@@ -198,9 +172,9 @@ def _run(model: str, task: str, config: Any, n_train: int | None, n_eval: int | 
     import torch
     import transformers
 
-    from staytuned.tasks import load_task
     from staytuned.finetune.trial import ModelCache, run_trial
     from staytuned.hardware.threads import threads_per_worker
+    from staytuned.tasks import load_task
 
     if threads is not None and threads < 1:
         raise InputError("must be >= 1", field="--threads", value=threads)
@@ -211,6 +185,9 @@ def _run(model: str, task: str, config: Any, n_train: int | None, n_eval: int | 
     if not verbose:
         transformers.utils.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
+    from staytuned._noise import quiet_third_party_warnings
+
+    quiet_third_party_warnings(verbose)  # before catch_warnings below: it records what passes
     task_obj = load_task(task)
     cache = ModelCache(device=device, max_models=1)
     if not quiet:

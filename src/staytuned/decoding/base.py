@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -38,10 +38,17 @@ class Backend(Protocol):
     """A way to run a model: local transformers or an OpenAI-compatible server."""
 
     name: str  # "hf" or "http"
-    model_name: str
 
-    def generate(self, prompts: Sequence[str], config: DecodingConfig) -> list[Generation]:
-        """One generation per prompt, in order; raises StaytunedError subclasses on failure."""
+    @property
+    def model_name(self) -> str:
+        """The model's name (what a server calls it)."""
+        ...
+
+    def generate(self, prompts: Sequence[str], config: DecodingConfig, *, raw: bool = False,
+                 on_batch: Callable[[int], None] | None = None) -> list[Generation]:
+        """One generation per prompt, in order; raises StaytunedError subclasses on failure.
+
+        ``raw``: the prompts are final text (no chat template); ``on_batch(n)`` after each batch."""
         ...
 
     def chat_prompt(self, messages: Sequence[dict[str, str]]) -> str:

@@ -16,9 +16,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from staytuned.hparams.decode import DecodingConfig
+from staytuned._util.io import atomic_open, atomic_write_text, read_jsonl
+from staytuned._util.mapping import load_data
 from staytuned.decoding.factory import BackendOptions, open_backend
 from staytuned.errors import InputError
+from staytuned.hparams.decode import DecodingConfig
 
 OUTPUT_FORMATS = (".jsonl", ".csv", ".md")
 
@@ -58,28 +60,16 @@ def read_prompts(path: str | Path) -> list[str]:
     p = Path(path)
     if not p.is_file():
         raise InputError("prompts file not found", file=str(p), expected="a .txt, .jsonl or .json file")
-    text = p.read_text(encoding="utf-8")
     suffix = p.suffix.lower()
-    prompts: list[str] = []
     if suffix == ".jsonl":
-        for i, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError as exc:
-                raise InputError(f"not JSON: {exc}", file=str(p), row=i) from None
-            prompts.append(_prompt_of(obj, str(p), i))
+        prompts = [_prompt_of(obj, str(p), i) for i, obj in read_jsonl(p, objects=False)]
     elif suffix == ".json":
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise InputError(f"not JSON: {exc}", file=str(p)) from None
+        data = load_data(p, what="prompts file")
         if not isinstance(data, list):
             raise InputError("expected a JSON list of prompts", file=str(p))
         prompts = [_prompt_of(obj, str(p), i) for i, obj in enumerate(data, start=1)]
     else:
-        prompts = [line for line in text.splitlines() if line.strip()]
+        prompts = [line for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not prompts:
         raise InputError("no prompts in the file", file=str(p))
     return prompts
@@ -117,7 +107,7 @@ def run_compare(models: Sequence[str | None], configs: Sequence[tuple[str, Decod
 
     options = options or BackendOptions()
     if not models:
-        raise InputError("no models given", field="models", expected="--models a,b")
+        raise InputError("no models given", field="models", expected="one model name or path or more")
     if not configs:
         raise InputError("no decoding configs given", field="configs")
     if (prompts is None) == (task is None):
@@ -166,24 +156,20 @@ def _row_text(task: Any, row: dict[str, Any]) -> str:
 def write_compare(result: CompareResult, path: str | Path) -> None:
     """Write by extension: .jsonl / .csv (one row per prompt x model x config) or .md (side by side)."""
     check_output_path(path)
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    suffix = p.suffix.lower()
-    tmp = p.with_suffix(p.suffix + ".tmp")
+    suffix = Path(path).suffix.lower()
     if suffix == ".jsonl":
-        with tmp.open("w", encoding="utf-8") as fh:
+        with atomic_open(path) as fh:
             for r in result.rows:
                 fh.write(json.dumps(asdict(r), ensure_ascii=False) + "\n")
     elif suffix == ".csv":
-        with tmp.open("w", encoding="utf-8", newline="") as fh:
+        with atomic_open(path, newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(asdict(result.rows[0]) if result.rows
                                                         else CompareRow.__dataclass_fields__))
             writer.writeheader()
             for r in result.rows:
                 writer.writerow(asdict(r))
     else:
-        tmp.write_text(to_markdown(result), encoding="utf-8")
-    tmp.replace(p)
+        atomic_write_text(path, to_markdown(result))
 
 
 def _md(text: str | None) -> str:

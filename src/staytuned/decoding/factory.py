@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from staytuned.hparams.decode import DecodingConfig
+from staytuned._util.mapping import load_data, read_mapping
+from staytuned._util.parse import parse_assignments
 from staytuned.errors import InputError
+from staytuned.hparams.decode import DecodingConfig
 
 if TYPE_CHECKING:
     from staytuned.decoding.base import Backend
@@ -36,7 +38,7 @@ class BackendOptions:
             raise InputError("unknown backend", field="backend", value=self.kind, expected="hf or http")
         if self.kind == "http" and not self.base_url:
             raise InputError("the http backend needs a server URL", field="base_url",
-                             expected="--base-url http://HOST:PORT/v1")
+                             expected="e.g. http://HOST:PORT/v1")
         if self.retries < 0:
             raise InputError("must be >= 0", field="retries", value=self.retries, expected="an integer >= 0")
 
@@ -51,7 +53,7 @@ def open_backend(model: str | None, options: BackendOptions) -> Backend:
                            retry=RetryPolicy(max_retries=options.retries),
                            concurrency=options.concurrency)
     if not model:
-        raise InputError("no model given", field="model", expected="--model NAME|PATH")
+        raise InputError("no model given", field="model", expected="a model name or path")
     from staytuned.decoding.hf_backend import HFBackend
 
     return HFBackend.load(model, device=options.device, batch_size=options.batch_size,
@@ -60,25 +62,8 @@ def open_backend(model: str | None, options: BackendOptions) -> Backend:
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """A YAML or JSON mapping of decoding parameters (a `decode tune` result's ``best.config`` works too)."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("config file not found", file=str(p), expected="a YAML or JSON file")
-    text = p.read_text(encoding="utf-8")
-    try:
-        if p.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except Exception as exc:  # noqa: BLE001 - json/yaml parse errors: the file's fault
-        raise InputError(f"cannot parse: {exc}", file=str(p)) from None
-    if isinstance(data, dict) and isinstance(data.get("best"), dict) and "config" in data["best"]:
-        data = data["best"]["config"]  # the JSON written by `staytuned decode tune --json`
-    if not isinstance(data, dict):
-        raise InputError("a decoding config file must hold a mapping", file=str(p),
-                         expected="e.g. temperature: 0.7")
-    return data
+    return read_mapping(path, what="decoding config file", unwrap="best.config",
+                        expected="e.g. temperature: 0.7")
 
 
 def unescape(text: str) -> str:
@@ -89,8 +74,8 @@ def unescape(text: str) -> str:
 def parse_inline_config(text: str) -> tuple[str | None, dict[str, Any]]:
     """``"name:key=value,key=value"`` or ``"key=value,..."`` -> (name, mapping).
 
-    Values are read as JSON where possible (numbers, true/false), else as strings; ``stop`` may be
-    given several times (``stop=\\n,stop=###``). ``greedy`` alone means temperature 0.
+    Values are typed as in :func:`parse_assignments` (numbers, true/false, null, quoted
+    strings); ``greedy`` alone means temperature 0.
     """
     name: str | None = None
     body = text.strip()
@@ -99,25 +84,18 @@ def parse_inline_config(text: str) -> tuple[str | None, dict[str, Any]]:
         name, body = head.strip() or None, rest.strip()
     if body in ("greedy", ""):
         return name or (body or None), ({"temperature": 0.0} if body == "greedy" else {})
-    data: dict[str, Any] = {}
-    for part in body.split(","):
-        if not part.strip():
-            continue
-        key, eq, value = part.partition("=")
-        if not eq:
-            raise InputError("expected key=value", field="config", value=part,
-                             expected="e.g. 'creative:temperature=0.9,top_p=0.95'")
-        key = key.strip()
-        raw = unescape(value) if key == "stop" else value.strip()
-        try:
-            parsed: Any = json.loads(raw) if key != "stop" else raw
-        except ValueError:
-            parsed = raw
-        if key == "stop":
-            data.setdefault("stop", []).append(parsed)
-        else:
-            data[key] = parsed
-    return name, data
+    return name, parse_decoding_values(body, field="config",
+                                       expected="e.g. 'creative:temperature=0.9,top_p=0.95'")
+
+
+def parse_decoding_values(items: str | Iterable[str] | None, *, field: str,
+                          expected: str | None = None) -> dict[str, Any]:
+    """Decoding parameters from NAME=VALUE assignments: ``stop`` may be given several times
+    (``stop=\\n,stop=###``), kept as typed with \\n, \\t and \\\\ read as escapes."""
+    data = parse_assignments(items, field=field, multi={"stop"}, raw={"stop"}, expected=expected)
+    if "stop" in data:
+        data["stop"] = [unescape(s) for s in data["stop"]]
+    return data
 
 
 def load_named_configs(spec: str, defaults: dict[str, Any] | None = None
@@ -128,18 +106,7 @@ def load_named_configs(spec: str, defaults: dict[str, Any] | None = None
     entries: list[tuple[str | None, dict[str, Any], str | None]] = []
     p = Path(spec)
     if p.suffix.lower() in (".yaml", ".yml", ".json") or p.is_file():
-        if not p.is_file():
-            raise InputError("configs file not found", file=spec, expected="a YAML or JSON file")
-        text = p.read_text(encoding="utf-8")
-        try:
-            if p.suffix.lower() == ".json":
-                data = json.loads(text)
-            else:
-                import yaml
-
-                data = yaml.safe_load(text)
-        except Exception as exc:  # noqa: BLE001 - any parse error is the file's fault
-            raise InputError(f"cannot parse: {exc}", file=spec) from None
+        data = load_data(p, what="configs file", name=spec, expected="a YAML or JSON file")
         if isinstance(data, dict):
             entries = [(str(k), v if isinstance(v, dict) else {}, spec) for k, v in data.items()]
             bad = [k for k, v in data.items() if not isinstance(v, dict)]

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from staytuned.decoding.base import Generation
-from staytuned.hparams.decode import DecodingConfig
+from staytuned.decoding.base import FinishReason, Generation
 from staytuned.decoding.stopping import StopSequenceCriteria, truncate_at_stop
 from staytuned.errors import InputError
+from staytuned.hparams.decode import DecodingConfig
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ class HFBackend:
         has_template = bool(getattr(tokenizer, "chat_template", None))
         if chat and not has_template:
             raise InputError("the model's tokenizer has no chat template", field="chat",
-                             value=model_name, expected="--no-chat for plain prompts")
+                             value=model_name, expected="`chat=False` for plain prompts")
         self.chat = has_template if chat is None else bool(chat)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -188,7 +188,7 @@ class HFBackend:
         return [device] if device is not None and getattr(device, "type", "cpu") == "cuda" else []
 
     def _generate_batch(self, ids: list[list[int]], config: DecodingConfig
-                        ) -> list[tuple[str, str, str | None, int]]:
+                        ) -> list[tuple[str, FinishReason, str | None, int]]:
         import torch
         from transformers import GenerationConfig, StoppingCriteriaList
 
@@ -223,7 +223,7 @@ class HFBackend:
                 logits_processor=build_processors(config, prompt_length=width),
                 stopping_criteria=stopping,
             )
-        rows = []
+        rows: list[tuple[str, FinishReason, str | None, int]] = []
         for row in out[:, width:].tolist():
             n = len(row)
             ended = False
@@ -238,7 +238,7 @@ class HFBackend:
                 n_out = len(tok(cut, add_special_tokens=False)["input_ids"])
                 rows.append((cut, "stop", stop, n_out))
             else:
-                reason = "stop" if ended or n < config.max_new_tokens else "length"
+                reason: FinishReason = "stop" if ended or n < config.max_new_tokens else "length"
                 rows.append((text, reason, None, n))
         return rows
 

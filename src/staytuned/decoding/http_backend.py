@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from staytuned.decoding.base import Generation
-from staytuned.hparams.decode import BACKENDS, DecodingConfig
 from staytuned.decoding.stopping import truncate_at_stop
 from staytuned.errors import InputError, StaytunedError
+from staytuned.hparams.decode import BACKENDS, DecodingConfig
 
 FLAVORS = tuple(b for b in BACKENDS if b != "hf")
 
@@ -256,7 +256,7 @@ def _run_sync(coro: Any) -> Any:
     def target() -> None:
         try:
             box["value"] = asyncio.run(coro)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+        except BaseException as exc:
             box["error"] = exc
 
     thread = threading.Thread(target=target)

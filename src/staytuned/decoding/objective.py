@@ -240,7 +240,7 @@ def score_config(backend: Backend, task: Task, rows: Sequence[dict[str, Any]],
     results: list[SampleResult] = []
     for i in range(n):
         cfg = config.replace(seed=seed + i)
-        gens = backend.generate(texts, cfg, raw=raw)  # type: ignore[call-arg]
+        gens = backend.generate(texts, cfg, raw=raw)
         outputs = [g.text for g in gens]
         metrics = compute_metrics(task, outputs, references)
         results.append(SampleResult(

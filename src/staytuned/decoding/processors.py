@@ -38,7 +38,7 @@ class FrequencyPresencePenaltyProcessor(LogitsProcessor):
         # With left padding every row of a batch has the same prompt length, so one int suffices.
         self.prompt_length = int(prompt_length)
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
         generated = input_ids[:, self.prompt_length:]
         if generated.shape[1] == 0:
             return scores

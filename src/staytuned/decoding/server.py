@@ -95,7 +95,7 @@ def _config_from_body(body: dict[str, Any], default_max_tokens: int) -> Decoding
     except InputError as exc:
         param = spelled.get(exc.field or "", exc.field)
         message = str(exc)
-        if exc.field and param != exc.field:
+        if exc.field and param and param != exc.field:
             message = re.sub(rf"\b{re.escape(exc.field)}\b", param, message)
         raise ApiError(message, param=param) from None
 
@@ -109,7 +109,7 @@ def stable_prefix(previous: str, current: str, stops: Sequence[str] = ()) -> str
     agree on, less trailing replacement characters, is final. A tail of that which could still
     grow into a stop sequence is held back too: the final text is cut before the stop.
     """
-    ready = os.path.commonprefix([previous, current]).rstrip("\ufffd")
+    ready = os.path.commonprefix([previous, current]).rstrip("\ufffd")  # noqa: RUF071 - texts, not paths
     if not stops:
         return ready
     cut, _ = truncate_at_stop(current, stops)

@@ -19,7 +19,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from staytuned.hparams.decode import DecodingConfig
 from staytuned.decoding.factory import BackendOptions, open_backend
 from staytuned.decoding.objective import (
     DEFAULT_MAX_NEW_TOKENS,
@@ -30,6 +29,7 @@ from staytuned.decoding.objective import (
     task_prompts,
 )
 from staytuned.errors import InputError
+from staytuned.hparams.decode import DecodingConfig
 
 CONFIRM_ATTR = "decode:confirm"  # study user_attr: extra seeds of the confirmed configs
 
@@ -114,12 +114,13 @@ def _default_overrides(task_type: str, overrides: Mapping[str, Any]) -> dict[str
     return out
 
 
-def check_spec(spec: DecodeTuneSpec) -> tuple[Any, Any]:
+def check_spec(spec: DecodeTuneSpec, *, check_model: bool = True) -> tuple[Any, Any]:
     """Everything that can be checked before a model loads: space, strategy, task, overrides,
-    every grid point. Returns ``(space, task)``."""
-    from staytuned.tasks import load_task
+    every grid point, the model reference (``check_model``: not when a backend is given) and the
+    storage (opened). Returns ``(space, task)``."""
+    from staytuned.search.space import load_space
     from staytuned.search.strategies import CBS_STRATEGIES, check_strategy
-    from staytuned.space import load_space
+    from staytuned.tasks import load_task
 
     check_strategy(spec.strategy)
     if spec.strategy in CBS_STRATEGIES:
@@ -131,6 +132,9 @@ def check_spec(spec: DecodeTuneSpec) -> tuple[Any, Any]:
                              ("confirm_samples", spec.confirm_samples, 0)):
         if not isinstance(value, int) or value < low:
             raise InputError(f"must be an integer >= {low}", field=name, value=value)
+    if spec.eval_size is not None and (not isinstance(spec.eval_size, int) or spec.eval_size < 1):
+        raise InputError("must be an integer >= 1 (or unset: every prompt)", field="eval_size",
+                         value=spec.eval_size)
     if not 0 < spec.confidence < 1:
         raise InputError("out of range", field="confidence", value=spec.confidence,
                          expected="a number in (0, 1), e.g. 0.95")
@@ -144,11 +148,18 @@ def check_spec(spec: DecodeTuneSpec) -> tuple[Any, Any]:
                          value=space.kind, expected="kind: decode (e.g. preset:decoding)")
     task = load_task(spec.task)
     overrides = _default_overrides(task.type, spec.overrides)
-    DecodingConfig.from_dict(overrides, source="--set")
+    DecodingConfig.from_dict(overrides, source="overrides")
     # Every grid point must be a valid config; a space that allows e.g. top_p 0 is refused now.
     if space.size() <= 5000:
         for point in space.grid():
             _decoding_config({**point, **overrides}, source=str(space.source))
+    if check_model and spec.backend.kind == "hf" and spec.model is not None:
+        from staytuned.models import resolve_model
+
+        resolve_model(spec.model)  # an unknown model: refused before the storage is created
+    from staytuned.search.storage import open_storage
+
+    open_storage(spec.storage)  # an unreachable storage fails before the model loads
     return space, task
 
 
@@ -233,12 +244,12 @@ def run_decode_tune(spec: DecodeTuneSpec, *, backend: Any = None,
     import optuna
 
     from staytuned.search.objective import TrialFailed, TrialSettings
-    from staytuned.search.storage import open_storage, package_versions
+    from staytuned.search.storage import package_versions
     from staytuned.search.strategies import make_sampler
     from staytuned.search.study import StudySpec, budget_of, counts, prepare_study
 
-    space, task = check_spec(spec)
-    open_storage(spec.storage)  # an unreachable storage fails before the model loads
+    # Also opens the storage: an unreachable one fails before the model loads.
+    space, task = check_spec(spec, check_model=backend is None)
     overrides = _default_overrides(task.type, spec.overrides)
     rows = task.eval_rows(spec.eval_split, size=spec.eval_size, seed=spec.seed)
     if not rows:
@@ -301,7 +312,7 @@ def collect_rows(study: Any, confidence: float = 0.95) -> list[ConfigRow]:
         scores += [float(s) for s in extra.get("sample_scores", [])]
         rows[rec.config_id] = ConfigRow(
             trial=rec.number, config_id=rec.config_id, config=dict(rec.config),
-            estimate=Estimate.of(scores or [rec.score], confidence),
+            estimate=Estimate.of(scores or [_nan(rec.score)], confidence),
             secondary={k: _nan(rec.metrics.get(k)) for k in SECONDARY}, sample_scores=scores,
         )
     return list(rows.values())

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from staytuned._util.io import atomic_write_text
 from staytuned.errors import InputError
 from staytuned.export.mapping import map_schedule, resolve_config, split_batch
 from staytuned.export.writers import ExportPlan, render
@@ -64,16 +65,16 @@ class ExportResult:
 def pick_format(target: str, path: str | Path | None, fmt: str | None) -> str:
     """The format asked for, else the one the file suffix implies, else the target's default."""
     if target not in TARGETS:
-        raise InputError("unknown export target", field="to", value=target, expected=", ".join(TARGETS))
+        raise InputError("unknown export target", field="target", value=target, expected=", ".join(TARGETS))
     formats, default = TARGETS[target]
     if fmt is None and path is not None:
         fmt = _SUFFIX.get(Path(path).suffix.lower())
         if fmt is None and Path(path).suffix:
-            raise InputError("unknown file type", field="output", value=str(path),
+            raise InputError("unknown file type", field="path", value=str(path),
                              expected=" or ".join(f".{f}" for f in formats))
     fmt = fmt or default
     if fmt not in formats:
-        raise InputError(f"{target} exports are written as {' or '.join(formats)}", field="format",
+        raise InputError(f"{target} exports are written as {' or '.join(formats)}", field="fmt",
                          value=fmt, expected=" or ".join(formats))
     return fmt
 
@@ -98,7 +99,7 @@ def plan_export(
     ``precision`` wins over the config's.
     """
     if target not in TARGETS:
-        raise InputError("unknown export target", field="to", value=target, expected=", ".join(TARGETS))
+        raise InputError("unknown export target", field="target", value=target, expected=", ".join(TARGETS))
     if not model or not str(model).strip():
         raise InputError("a model id is required", field="model", expected="e.g. Qwen/Qwen2.5-0.5B")
     config, execution = split_execution(config)
@@ -107,7 +108,7 @@ def plan_export(
     hp = resolve_config(config)
     if target == "peft" and hp["method"] != "lora":
         raise InputError("full fine-tuning has no PEFT adapter config", field="method",
-                         value=hp["method"], expected="lora (or export with --to trl / hf-args)")
+                         value=hp["method"], expected="lora (or export to trl or hf-args)")
     batch = split_batch(hp["batch_size"], micro_batch, devices)
     schedule = map_schedule(hp, strict=strict)
     warnings = [schedule.warning] if schedule.warning and target != "peft" else []
@@ -116,7 +117,7 @@ def plan_export(
     if defaulted:
         notes.append("not set by the source, staytuned defaults used: " + ", ".join(defaulted))
     if target == "peft":
-        notes.append("a PEFT LoraConfig holds only the adapter; export --to trl or hf-args for "
+        notes.append("a PEFT LoraConfig holds only the adapter; export to trl or hf-args for "
                      "the learning rate, schedule and batch size")
     if target == "hf-args":
         notes.append(f"TrainingArguments has no sequence length: truncate inputs to "
@@ -185,8 +186,5 @@ def write_export(result: ExportResult, path: str | Path) -> ExportResult:
         p.mkdir(parents=True, exist_ok=True)
         name = _DEFAULT_NAMES[result.plan.target]
         p = p / (Path(name).stem + "." + result.format)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(result.text, encoding="utf-8")
-    tmp.replace(p)
+    atomic_write_text(p, result.text)
     return ExportResult(plan=result.plan, format=result.format, text=result.text, path=p)

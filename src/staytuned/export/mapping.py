@@ -110,8 +110,8 @@ def map_schedule(hp: dict[str, Any], *, strict: bool = False) -> ScheduleMapping
         return ScheduleMapping(source=name, name=name)
     if strict:
         raise InputError(
-            "schedule has no exact equivalent in the target tool (drop --strict to export the "
-            "nearest polynomial decay)", field="lr_scheduler", value=name,
+            "schedule has no exact equivalent in the target tool (without `strict`, the nearest "
+            "polynomial decay is exported)", field="lr_scheduler", value=name,
             expected=", ".join(NATIVE_SCHEDULES),
         )
     epochs = float(hp["epochs"])

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from staytuned._util.mapping import read_mapping
 from staytuned.errors import InputError, StorageError
 from staytuned.export.mapping import DEFAULTS
 from staytuned.hparams.schema import EXECUTION_SETTINGS
@@ -31,22 +31,8 @@ def clean_config(raw: dict[str, Any], *, where: str) -> dict[str, Any]:
 def config_from_file(path: str | Path) -> tuple[dict[str, Any], str]:
     """Read a JSON or YAML mapping of HPs (a bare mapping, or one under a ``config`` key)."""
     p = Path(path)
-    if not p.is_file():
-        raise InputError("no such file", file=str(p))
-    text = p.read_text(encoding="utf-8")
-    try:
-        if p.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except (ValueError, Exception) as exc:  # yaml.YAMLError and json.JSONDecodeError
-        raise InputError(f"cannot parse: {exc}".splitlines()[0], file=str(p)) from None
-    if isinstance(data, dict) and isinstance(data.get("config"), dict):
-        data = data["config"]
-    if not isinstance(data, dict):
-        raise InputError("expected a mapping of hyperparameter names to values", file=str(p))
+    data = read_mapping(p, what="config file", unwrap="config",
+                        expected="a mapping of hyperparameter names to values")
     return clean_config(data, where=str(p)), f"config file {p.name}"
 
 
@@ -57,15 +43,15 @@ def config_from_study(storage: str, study_name: str | None = None) -> tuple[dict
     study = load_study(storage, study_name)
     if len(study.directions) > 1:
         raise InputError("a multi-objective study has no single best configuration",
-                         field="study", value=study.study_name, expected="a single-objective training study")
+                         field="study_name", value=study.study_name, expected="a single-objective training study")
     ok = [r for r in study_records(study) if r.status == "ok" and r.score is not None]
     if not ok:
-        raise InputError("no completed trial to export", field="study", value=study.study_name)
+        raise InputError("no completed trial to export", field="study_name", value=study.study_name)
     sign = 1 if study.direction.name == "MAXIMIZE" else -1
-    best = max(ok, key=lambda r: (sign * r.score, -r.number))
+    best = max(ok, key=lambda r: (sign * (r.score or 0.0), -r.number))  # every score in ok is set
     if study.user_attrs.get("kind") == "decode":
         raise InputError("a decoding study holds generation settings, not a training configuration",
-                         field="study", value=study.study_name, expected="a tune or grid study")
+                         field="study_name", value=study.study_name, expected="a tune or grid study")
     # The record's config is hyperparameters only (an old trial's precision is an execution
     # setting); method and seed are cell attrs when they were fixed rather than searched.
     raw: dict[str, Any] = {"method": best.method, "seed": best.seed}
@@ -101,12 +87,12 @@ def load_study(storage: str, study_name: str | None = None):  # -> optuna.Study
         raise StorageError(f"cannot read studies from {storage}: {exc}".splitlines()[0]) from None
     if study_name is None:
         if len(names) != 1:
-            raise InputError("storage holds several studies; name one with --study" if names
-                             else "storage holds no study", field="study", value=None,
+            raise InputError("storage holds several studies; name one" if names
+                             else "storage holds no study", field="study_name", value=None,
                              expected=", ".join(names) or "a storage with a study")
         study_name = names[0]
     if study_name not in names:
-        raise InputError("no such study", field="study", value=study_name,
+        raise InputError("no such study", field="study_name", value=study_name,
                          expected=", ".join(names) or "a storage with a study")
     return optuna.load_study(study_name=study_name, storage=opened)
 
@@ -127,7 +113,7 @@ def config_from_recommendation(ref: str, rank: int = 1) -> tuple[dict[str, Any],
 
     model, _, method = ref.rpartition("/")
     if not model or not method:
-        raise InputError("expected MODEL/METHOD", field="from_recommendation", value=ref,
+        raise InputError("expected MODEL/METHOD", field="ref", value=ref,
                          expected="e.g. mistral-7b/lora (see `staytuned recommend`)")
     recs = [r for r in recommend(model=model, method=method).recommendations if r.rank == rank]
     if not recs:

@@ -7,6 +7,7 @@ their sources). Writers are pure functions of an :class:`ExportPlan`; nothing he
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -195,7 +196,7 @@ def lora_kwargs(plan: ExportPlan) -> dict[str, Any]:
     }
 
 
-def _py_call(name: str, kwargs: dict[str, Any], extra: list[str] = ()) -> str:
+def _py_call(name: str, kwargs: dict[str, Any], extra: Sequence[str] = ()) -> str:
     args = [f"    {k}={v!r}," for k, v in kwargs.items()] + [f"    {e}," for e in extra]
     return f"{name}(\n" + "\n".join(args) + "\n)"
 

@@ -7,7 +7,14 @@ Names are imported lazily so that ``import staytuned.finetune`` never pulls in t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from staytuned._lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from staytuned.finetune.trial import ModelCache, TrialResult, run_trial
+    from staytuned.hparams.train import TrainConfig
+    from staytuned.tasks import Task, compute_metrics, load_task
 
 _LAZY: dict[str, str] = {
     "run_trial": "staytuned.finetune.trial",
@@ -19,5 +26,14 @@ _LAZY: dict[str, str] = {
     "compute_metrics": "staytuned.tasks",
 }
 
+__all__ = [
+    "ModelCache",
+    "Task",
+    "TrainConfig",
+    "TrialResult",
+    "compute_metrics",
+    "load_task",
+    "run_trial",
+]
 
-__getattr__, __dir__ = lazy_attributes('staytuned.finetune', _LAZY, globals())
+__getattr__, __dir__ = lazy_attributes("staytuned.finetune", _LAZY, globals())

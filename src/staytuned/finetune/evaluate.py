@@ -111,7 +111,7 @@ def _length_batches(lengths: Sequence[int], budget: int, max_rows: int) -> list[
     current: list[int] = []
     for i in order:
         width = lengths[current[0]] if current else lengths[i]
-        if current and (len(current) + 1) * max(width, 1) > budget or len(current) >= max_rows:
+        if (current and (len(current) + 1) * max(width, 1) > budget) or len(current) >= max_rows:
             batches.append(current)
             current = []
         current.append(i)

@@ -71,7 +71,7 @@ def lr_values(config: TrainConfig, total_steps: int, steps_per_epoch: int) -> li
     import torch
 
     param = torch.nn.Parameter(torch.zeros(1))
-    optimizer = torch.optim.SGD([param], lr=float(config.learning_rate))
+    optimizer = torch.optim.SGD([param], lr=config.peak_lr)
     scheduler = build_scheduler(optimizer, config, total_steps, steps_per_epoch)
     values = []
     for _ in range(total_steps):

@@ -26,8 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from staytuned.hparams.train import TrainConfig
 from staytuned.finetune.schedules import build_scheduler
+from staytuned.hparams.train import TrainConfig
 
 if TYPE_CHECKING:
     from staytuned.hardware.precision import PrecisionChoice
@@ -190,7 +190,7 @@ def make_optimizer(params: list[Any], config: TrainConfig) -> Any:
     groups = [{"params": decay, "weight_decay": config.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     groups = [g for g in groups if g["params"]]
-    lr = float(config.learning_rate)
+    lr = config.peak_lr
     if config.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8)
     if config.optimizer == "sgd":
@@ -287,7 +287,7 @@ def train(
                     loss_value, tokens = _accumulate(model, batch, n_target, micro, pad_id, device,
                                                      keep_logits, amp)
                     break
-                except Exception as exc:  # noqa: BLE001 - only OOM is retried
+                except Exception as exc:
                     if not is_oom(exc):
                         raise
                     optimizer.zero_grad(set_to_none=True)

@@ -32,7 +32,10 @@ from staytuned.hparams.train import TrainConfig
 from staytuned.models import LoadedModel, load_model, resolve_model
 
 if TYPE_CHECKING:
+    from staytuned.finetune.evaluate import EvalOutput
+    from staytuned.finetune.trainer import TrainStats
     from staytuned.hardware.precision import PrecisionChoice
+    from staytuned.tasks import Row, Task
 
 #: progress(phase, done, total) with phase "train" (optimizer steps) or "eval" (examples).
 Progress = Callable[[str, int, int], None]
@@ -117,7 +120,7 @@ class ModelCache:
         release_memory()
 
 
-def _resolve_task(task: Any) -> Any:
+def _resolve_task(task: str | Path | Task) -> Task:
     from staytuned.tasks import Task, load_task
 
     if isinstance(task, Task):
@@ -127,7 +130,8 @@ def _resolve_task(task: Any) -> Any:
     raise InputError("task must be a bundled name, a path or a Task", field="task", value=type(task).__name__)
 
 
-def _resolve_model(model: Any, cache: ModelCache | None, device: str | None) -> LoadedModel:
+def _resolve_model(model: str | Path | LoadedModel | tuple[Any, Any], cache: ModelCache | None,
+                   device: str | None) -> LoadedModel:
     if isinstance(model, LoadedModel):
         return model
     if isinstance(model, tuple) and len(model) == 2:
@@ -140,8 +144,8 @@ def _resolve_model(model: Any, cache: ModelCache | None, device: str | None) -> 
 
 
 def run_trial(
-    model: Any,
-    task: Any,
+    model: str | Path | LoadedModel | tuple[Any, Any],
+    task: str | Path | Task,
     config: TrainConfig | Mapping[str, Any] | None = None,
     train_size: int | None = None,
     eval_size: int | None = 200,
@@ -211,7 +215,7 @@ def run_trial(
 class _TrialRun:
     """The stateful middle of run_trial: prepare the model, train, evaluate, clean up."""
 
-    def __init__(self, loaded: LoadedModel, task: Any, cfg: TrainConfig, result: TrialResult, *,
+    def __init__(self, loaded: LoadedModel, task: Task, cfg: TrainConfig, result: TrialResult, *,
                  device: str, template: str | None, label_scoring: str, micro_batch_size: int | None,
                  precision: PrecisionChoice, progress: Progress | None,
                  on_epoch: Callable[[int, float], bool] | None) -> None:
@@ -220,7 +224,7 @@ class _TrialRun:
         self.micro_batch_size, self.progress, self.on_epoch = micro_batch_size, progress, on_epoch
         self.precision = precision
 
-    def run(self, train_rows: list, eval_rows: list, test_rows: list, *, eval_only: bool,
+    def run(self, train_rows: list[Row], eval_rows: list[Row], test_rows: list[Row], *, eval_only: bool,
             save_dir: str | Path | None) -> None:
         import torch
 
@@ -245,7 +249,7 @@ class _TrialRun:
                     trained = copy.deepcopy(base)
                     for p in trained.parameters():
                         p.requires_grad_(True)
-                last_eval: tuple[int, Any] | None = None
+                last_eval: tuple[int, EvalOutput] | None = None
                 if not eval_only:
                     last_eval = self._train(trained, train_rows, eval_rows, stats)
                 if stats.stopped_by == "pruned":
@@ -254,9 +258,9 @@ class _TrialRun:
                     result.metrics = dict(last_eval[1].metrics) if last_eval else {}
                 else:
                     # The last epoch's evaluation is the final one when it saw the final weights.
-                    reuse = last_eval is not None and last_eval[0] == stats.steps
-                    out = last_eval[1] if reuse else self._eval(trained, eval_rows)
-                    if not reuse:
+                    reuse = last_eval if last_eval is not None and last_eval[0] == stats.steps else None
+                    out = reuse[1] if reuse is not None else self._eval(trained, eval_rows)
+                    if reuse is None:
                         result.eval_runtime_s += out.runtime_s
                     result.metrics = dict(out.metrics)
                     result.score = float(out.metrics.get(self.task.metric, math.nan))
@@ -275,7 +279,7 @@ class _TrialRun:
             result.error = str(exc)
         except KeyboardInterrupt:
             raise
-        except Exception as exc:  # noqa: BLE001 - a trial failure must never kill the caller
+        except Exception as exc:
             result.error = ("out of memory: " if is_oom(exc) else "") + f"{type(exc).__name__}: {exc}"
             result.status = "failed" if result.status != "ok" else result.status
         finally:
@@ -297,14 +301,15 @@ class _TrialRun:
         if result.status == "failed" and result.error is None:
             result.error = "trial failed"
 
-    def _train(self, model: Any, train_rows: list, eval_rows: list, stats: Any) -> tuple[int, Any] | None:
-        from staytuned.tasks import build_chat_example, completion_suffix
+    def _train(self, model: Any, train_rows: list[Row], eval_rows: list[Row],
+               stats: TrainStats) -> tuple[int, EvalOutput] | None:
         from staytuned.finetune.trainer import encode_pairs, train
+        from staytuned.tasks import build_chat_example, completion_suffix
 
         tokenizer = self.loaded.tokenizer
         pairs = [build_chat_example(self.task, row, tokenizer, template=self.template) for row in train_rows]
         examples = encode_pairs(pairs, tokenizer, self.cfg.max_seq_length, completion_suffix(tokenizer))
-        last_eval: list[tuple[int, Any]] = []
+        last_eval: list[tuple[int, EvalOutput]] = []
 
         def epoch_end(epoch: int) -> bool:
             out = self._eval(model, eval_rows)
@@ -323,7 +328,7 @@ class _TrialRun:
               on_epoch_end=epoch_end if self.on_epoch is not None else None)
         return last_eval[0] if last_eval else None
 
-    def _eval(self, model: Any, rows: list) -> Any:
+    def _eval(self, model: Any, rows: list[Row]) -> EvalOutput:
         from staytuned.finetune.evaluate import evaluate
 
         progress = None
@@ -361,9 +366,8 @@ def _wrap_lora(base: Any, cfg: TrainConfig) -> Any:
     """A PeftModel around ``base`` with a fresh adapter (initialised from the current torch seed)."""
     from peft import LoraConfig, get_peft_model
 
-    targets: str | list[str] = cfg.lora_target_modules.strip()
-    if targets != "all-linear":
-        targets = [m.strip() for m in targets.split(",")]
+    spec = cfg.lora_target_modules.strip()
+    targets: str | list[str] = spec if spec == "all-linear" else [m.strip() for m in spec.split(",")]
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=targets, bias="none", task_type="CAUSAL_LM")
     with warnings.catch_warnings():

@@ -24,10 +24,14 @@ length, micro-batch and gradient checkpointing. It has these parts (bytes):
 - ``logits``: positions through the LM head x vocabulary x (16-bit logits + fp32 copy for the
   loss + log-softmax output + its gradient). staytuned's trainer sends only the answer positions
   through the head (``logit_positions``); the default is the whole sequence.
-- ``overhead``: on CPU the process's runtime (Python, torch, transformers, tokenizer; measured
-  RSS with SmolLM2 loaded, less its weights: :data:`CPU_RUNTIME_BYTES`); on any device the
-  part of the optimizer step's scratch space (and QLoRA's dequantized weight buffers) that is
-  not already covered by the freed activations.
+- ``overhead``: on CPU the process's runtime (Python, torch, transformers, tokenizer: RSS with
+  SmolLM2's weights resident, less those weights, :data:`CPU_RUNTIME_BYTES`) and what glibc's
+  heap keeps of freed forward-pass buffers (:data:`CPU_HEAP_RETENTION`); on any device the
+  optimizer step's temporaries (torch's foreach AdamW on CUDA: one more copy of the trainable
+  parameters) and QLoRA's dequantized weight buffers.
+- ``backward_reuse`` (zero or negative): gradients and the optimizer step are written into the
+  memory the backward pass frees from activations, weight copies and logits, so the peak holds
+  the larger of the two phases, not their sum.
 
 A trial fits when the total is at most ``(1 - margin)`` of the device's memory; the margin
 (10% by default) covers what is not modelled (CUDA context, allocator fragmentation).
@@ -61,6 +65,11 @@ DEFAULT_MARGIN = 0.10
 #: RSS of a CPU worker with SmolLM2-135M loaded, less the model's fp32 weights: Python, torch,
 #: transformers, peft, the tokenizer and the task (bench/bench_plan_memory.py, torch 2.13).
 CPU_RUNTIME_BYTES = 411 * 2**20
+#: On CPU, the RSS peak over a trial's first optimizer steps exceeds the live tensors: glibc keeps
+#: freed forward-pass buffers in its heap and the next step's allocations fragment it. Modelled as
+#: this share of the forward phase (activations, weight copies, logits); measured 0.2-0.8 on
+#: SmolLM2 (bench/bench_plan_memory.py).
+CPU_HEAP_RETENTION = 0.5
 #: QLoRA: NF4 block size (one absmax per block) and the second-level block of double quantization.
 NF4_BLOCK = 64
 NF4_DOUBLE_BLOCK = 256
@@ -441,7 +450,8 @@ class Component:
         return {"name": self.name, "bytes": self.bytes, "gib": round(self.bytes / GIB, 3), "how": self.how}
 
 
-COMPONENTS = ("weights", "weight_casts", "gradients", "optimizer_states", "activations", "logits", "overhead")
+COMPONENTS = ("weights", "weight_casts", "gradients", "optimizer_states", "activations", "logits", "overhead",
+              "backward_reuse")
 
 
 @dataclass(frozen=True)
@@ -450,7 +460,8 @@ class MemoryPlan:
 
     ``setting`` is what the estimate is for (after :func:`choose`, the chosen setting);
     ``requested`` what was asked. When it does not fit, ``nearest`` is the nearest setting that
-    fits (``nearest_change`` says what changes, ``nearest_total`` its estimate) and
+    fits (``nearest_change`` says what changes, ``nearest_total`` its estimate),
+    ``minimum_total`` the requested method's estimate at micro-batch 1 with checkpointing, and
     ``shard_gpus`` how many such GPUs a sharded run (FSDP/ZeRO-3) of the requested method needs.
     """
 
@@ -464,6 +475,7 @@ class MemoryPlan:
     fits: bool
     verdict: str
     reasons: tuple[str, ...] = ()
+    minimum_total: int | None = None
     nearest: TrialSetting | None = None
     nearest_change: str | None = None
     nearest_total: int | None = None
@@ -505,6 +517,11 @@ class MemoryPlan:
         return self.bytes_of("overhead")
 
     @property
+    def backward_reuse(self) -> int:
+        """Zero or negative: what gradients reuse of the memory backward frees."""
+        return self.bytes_of("backward_reuse")
+
+    @property
     def total(self) -> int:
         return sum(c.bytes for c in self.components)
 
@@ -524,6 +541,7 @@ class MemoryPlan:
             "total_bytes": self.total, "total_gib": round(self.total / GIB, 3),
             "margin": self.margin, "usable_bytes": self.usable, "usable_gib": round(self.usable / GIB, 3),
             "fits": self.fits, "verdict": self.verdict,
+            "minimum_total_gib": round(self.minimum_total / GIB, 3) if self.minimum_total is not None else None,
             "nearest": self.nearest.to_dict() if self.nearest is not None else None,
             "nearest_change": self.nearest_change,
             "nearest_total_gib": round(self.nearest_total / GIB, 3) if self.nearest_total is not None else None,
@@ -676,10 +694,11 @@ def _breakdown(arch: ModelArch, setting: TrialSetting, device: Device) -> tuple[
     components.append(Component("logits", logits, f"{setting.micro_batch} x {positions} positions x "
                                 f"{arch.vocab_size} vocab x {per_logit} B (logits, fp32 copy, log-softmax, grad)"))
 
-    # -- overhead: the runtime (CPU) and the step's scratch beyond the freed activations
+    # -- overhead: the runtime, the optimizer step's scratch, QLoRA's dequantized weights, and on
+    # CPU what glibc's heap keeps of freed forward-pass buffers
     runtime = CPU_RUNTIME_BYTES if device.kind == "cpu" else 0
     if device.kind == "cuda":
-        # torch's foreach AdamW/SGD builds one temporary per state over all parameters at once.
+        # torch's foreach AdamW/SGD builds one temporary over all parameters at once.
         step = trainable * p_bytes if setting.optimizer != "adafactor" else 0
         step_how = "foreach optimizer step temporaries"
     else:
@@ -691,14 +710,24 @@ def _breakdown(arch: ModelArch, setting: TrialSetting, device: Device) -> tuple[
     if setting.method == "qlora":
         largest_linear = max(a * b for a, b in arch.linears().values())
         dequant = 2 * largest_linear * d.compute
-    scratch = max(0, step - acts - logits) + dequant
-    parts = [f"runtime {runtime / GIB:.2f} GiB (measured on CPU)"] if runtime else []
-    parts.append(f"{step_how} beyond the freed activations {max(0, step - acts - logits) / GIB:.2f} GiB")
+    forward_phase = acts + casts + logits
+    retention = int(CPU_HEAP_RETENTION * forward_phase) if device.kind == "cpu" else 0
+    parts = [f"runtime {_gib(runtime)} (measured)"] if runtime else []
+    if retention:
+        parts.append(f"heap retention {_gib(retention)} ({CPU_HEAP_RETENTION:g} x activations, weight copies "
+                     "and logits: freed forward buffers glibc keeps, measured)")
+    parts.append(f"{step_how} {_gib(step)}")
     if dequant:
-        parts.append(f"NF4 dequantization buffers {dequant / GIB:.2f} GiB")
+        parts.append(f"NF4 dequantization buffers {_gib(dequant)}")
     if device.kind == "cuda":
         parts.append("CUDA context and fragmentation: in the margin")
-    components.append(Component("overhead", runtime + scratch, "; ".join(parts)))
+    components.append(Component("overhead", runtime + retention + step + dequant, "; ".join(parts)))
+    # Gradients and the optimizer step use memory the backward pass frees from activations,
+    # weight copies and logits: the peak holds the larger of the two phases, not their sum.
+    reuse = min(forward_phase, trainable * p_bytes + step)
+    components.append(Component("backward_reuse", -reuse,
+                                f"gradients + step temporaries {_gib(trainable * p_bytes + step)} reuse the "
+                                f"{_gib(forward_phase)} that backward frees; the peak holds the larger"))
     return tuple(components), trainable
 
 
@@ -730,10 +759,10 @@ def _try(arch: ModelArch, setting: TrialSetting, device: Device, margin: float) 
 
 
 def _fit_execution(arch: ModelArch, setting: TrialSetting, device: Device, margin: float,
-                   lines: list[str] | None = None) -> TrialSetting | None:
+                   lines: list[str] | None = None, checkpointing: bool | None = None) -> TrialSetting | None:
     """The requested method with the largest micro-batch up to the requested one, no
-    checkpointing preferred; None when even micro-batch 1 with checkpointing does not fit."""
-    for ckpt in (False, True):
+    checkpointing preferred (``checkpointing`` True/False: only that); None when nothing fits."""
+    for ckpt in (False, True) if checkpointing is None else (checkpointing,):
         for mb in range(setting.micro_batch, 0, -1):
             candidate = replace(setting, micro_batch=mb, gradient_checkpointing=ckpt)
             ok, total = _try(arch, candidate, device, margin)
@@ -745,11 +774,13 @@ def _fit_execution(arch: ModelArch, setting: TrialSetting, device: Device, margi
     return None
 
 
+_METHOD_NAMES = {"full": "full fine-tuning", "lora": "LoRA", "qlora": "QLoRA"}
+
+
 def _change(old: TrialSetting, new: TrialSetting) -> str:
     parts = []
     if new.method != old.method:
-        parts.append(f"{new.method.upper() if new.method == 'qlora' else new.method.capitalize()} "
-                     f"instead of {old.method} (a hyperparameter change)")
+        parts.append(f"{_METHOD_NAMES[new.method]} instead of {_METHOD_NAMES[old.method]}")
     if new.micro_batch != old.micro_batch:
         parts.append(f"micro-batch {new.micro_batch}")
     if new.gradient_checkpointing != old.gradient_checkpointing:
@@ -771,15 +802,15 @@ def _nearest(arch: ModelArch, setting: TrialSetting, device: Device, margin: flo
 
 
 def shard_gpus(arch: ModelArch, setting: TrialSetting, device: Device, margin: float) -> int | None:
-    """How many GPUs of this size a fully sharded run (FSDP / ZeRO-3: weights, gradients and
-    optimizer states split over N; activations per GPU, micro-batch 1 and checkpointing on) needs;
-    None when even :data:`MAX_SHARDS` do not suffice."""
+    """How many GPUs of this size a fully sharded run (FSDP / ZeRO-3: weights, gradients, optimizer
+    states and their step temporaries split over N; activations per GPU at micro-batch 1 with
+    checkpointing) needs; None when even :data:`MAX_SHARDS` do not suffice."""
     base = replace(setting, micro_batch=1, gradient_checkpointing=True, resident_base=False)
     comps = {c.name: c.bytes for c in _breakdown(arch, base, device)[0]}
-    sharded = comps["weights"] + comps["gradients"] + comps["optimizer_states"]
+    sharded = comps["weights"] + comps["gradients"] + comps["optimizer_states"] + comps["overhead"]
     # Each GPU also gathers one full layer's weights (and prefetches the next).
     gathered = 2 * (arch.layer_linear_params + arch.layer_other_params) * _dtypes(base, device).store
-    local = comps["weight_casts"] + comps["activations"] + comps["logits"] + comps["overhead"] + gathered
+    local = comps["weight_casts"] + comps["activations"] + comps["logits"] + gathered
     usable = device.memory * (1 - margin)
     if local >= usable:
         return None
@@ -811,21 +842,26 @@ def estimate(model: str | Path | Mapping[str, Any] | ModelArch, setting: TrialSe
 
 def choose(model: str | Path | Mapping[str, Any] | ModelArch, setting: TrialSetting | None = None,
            device: str | Device | int | float = "cuda", *, margin: float = DEFAULT_MARGIN,
-           **overrides: Any) -> MemoryPlan:
+           checkpointing: bool | None = None, **overrides: Any) -> MemoryPlan:
     """Pick micro-batch (up to the requested one) and gradient checkpointing so the trial fits with
-    ``margin`` to spare, preferring no checkpointing, then the largest micro-batch. The method is a
-    hyperparameter and never changed: when nothing fits, the plan says so (``fits`` False) and names
-    the nearest fitting setting (LoRA, QLoRA) and the sharding a full run needs."""
-    return _plan(resolve_arch(model), _setting(setting, overrides), resolve_device(device), margin, choose=True)
+    ``margin`` to spare, preferring no checkpointing, then the largest micro-batch
+    (``checkpointing`` True/False fixes it; None: auto). The method is a hyperparameter and never
+    changed: when nothing fits, the plan says so (``fits`` False) and names the nearest fitting
+    setting (LoRA, QLoRA) and the sharding a full run needs."""
+    return _plan(resolve_arch(model), _setting(setting, overrides), resolve_device(device), margin, choose=True,
+                 checkpointing=checkpointing)
 
 
-def _plan(arch: ModelArch, requested: TrialSetting, device: Device, margin: float, *, choose: bool) -> MemoryPlan:
+def _plan(arch: ModelArch, requested: TrialSetting, device: Device, margin: float, *, choose: bool,
+          checkpointing: bool | None = None) -> MemoryPlan:
     if not 0 <= margin < 1:
         raise InputError("must be in [0, 1)", field="margin", value=margin)
     if device.memory <= 0:
         raise InputError("the device's memory is unknown", field="device", value=device.label,
                          expected="a size like 24GB")
     requested.targets()  # validate the targets before any arithmetic
+    if choose and checkpointing is not None:
+        requested = replace(requested, gradient_checkpointing=checkpointing)
     lines: list[str] = []
     comps, trainable = _breakdown(arch, requested, device)
     total = sum(c.bytes for c in comps)
@@ -837,51 +873,55 @@ def _plan(arch: ModelArch, requested: TrialSetting, device: Device, margin: floa
     lines.append(f"requested: {requested.describe()}: {_gib(total)}")
     setting = requested
     if choose:
-        chosen = _fit_execution(arch, requested, device, margin, lines)
+        chosen = _fit_execution(arch, requested, device, margin, lines, checkpointing)
         if chosen is not None:
             setting = chosen
             comps, trainable = _breakdown(arch, setting, device)
             total = sum(c.bytes for c in comps)
     fits = total <= usable
     nearest = change = None
-    nearest_total = shards = None
+    nearest_total = shards = minimum = None
     if not fits:
+        minimum = _try(arch, replace(requested, micro_batch=1, gradient_checkpointing=True), device, margin)[1]
         nearest = _nearest(arch, requested, device, margin)
         if nearest is not None:
             change = _change(requested, nearest)
             nearest_total = _try(arch, nearest, device, margin)[1]
-        if nearest is None or nearest.method != requested.method:
-            shards = shard_gpus(arch, requested, device, margin) if device.kind == "cuda" else None
+        if (nearest is None or nearest.method != requested.method) and device.kind == "cuda":
+            shards = shard_gpus(arch, requested, device, margin)
     for c in comps:
         lines.append(f"{c.name}: {_gib(c.bytes)} ({c.how})")
-    verdict = _verdict(requested, setting, device, total, usable, fits, nearest, change, nearest_total, shards)
+    verdict = _verdict(requested, setting, device, total, usable, fits, minimum, nearest, change,
+                       nearest_total, shards)
     lines.append(verdict)
     return MemoryPlan(model=arch, setting=setting, requested=requested, device=device, margin=margin,
                       components=comps, trainable_params=trainable, fits=fits, verdict=verdict,
-                      reasons=tuple(lines), nearest=nearest, nearest_change=change,
+                      reasons=tuple(lines), minimum_total=minimum, nearest=nearest, nearest_change=change,
                       nearest_total=nearest_total, shard_gpus=shards)
 
 
 def _verdict(requested: TrialSetting, setting: TrialSetting, device: Device, total: int, usable: float,
-             fits: bool, nearest: TrialSetting | None, change: str | None, nearest_total: int | None,
-             shards: int | None) -> str:
+             fits: bool, minimum: int | None, nearest: TrialSetting | None, change: str | None,
+             nearest_total: int | None, shards: int | None) -> str:
     if fits:
         how = "" if setting == requested else f" with {_change(requested, setting)}"
         return f"fits{how}: {_gib(total)} of {_gib(usable)} usable on {device.label}"
-    text = (f"does not fit: {requested.method} needs {_gib(total)} ({setting.describe()}), "
-            f"{device.label} has {_gib(usable)} usable")
+    name = _METHOD_NAMES[requested.method]
+    text = (f"does not fit: {name} needs {_gib(total)} as requested ({requested.describe()}) and at least "
+            f"{_gib(minimum or total)} (micro-batch 1, checkpointing on); {device.label} has {_gib(usable)} usable")
     if nearest is not None and nearest.method == requested.method:
         return text + f"; nearest setting that fits: {change} ({_gib(nearest_total or 0)})"
     if requested.method == "full":
         shard = (f"sharding over {shards} such GPUs (FSDP/ZeRO-3 through a trainer backend)" if shards
-                 else "sharding over more GPUs than planned (FSDP/ZeRO-3 through a trainer backend)")
+                 else "sharding over several devices (FSDP/ZeRO-3 through a trainer backend)")
         text += f"; nothing on one device fits full fine-tuning: it needs {shard} or QLoRA/LoRA"
     else:
-        text += "; nothing on one device fits this method"
+        text += f"; nothing on one device fits {name}"
         if shards:
             text += f" (sharded over {shards} such GPUs it would)"
     if nearest is not None:
-        text += f"; nearest setting that fits: {change} ({_gib(nearest_total or 0)})"
+        text += (f"; nearest setting that fits: {change} ({_gib(nearest_total or 0)}; the method is a "
+                 "hyperparameter, so this is another config)")
     else:
         text += "; not even QLoRA with micro-batch 1 and checkpointing fits"
     return text

@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from staytuned._util.io import atomic_write_text
 
 #: CPU flags that decide how fast matmuls in each precision run.
 VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
@@ -103,7 +104,7 @@ def cpu_info(cpuinfo: str | Path = "/proc/cpuinfo") -> CpuInfo:
     """CPU model and vector flags from ``/proc/cpuinfo`` (platform names elsewhere)."""
     from staytuned.hardware.threads import usable_cpus
 
-    model, flags = "", set()
+    model, flags = "", set[str]()
     try:
         text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
     except OSError:
@@ -224,12 +225,7 @@ def cpu_matmul_speed(cpu: CpuInfo | None = None, *, cache_dir: str | Path | None
 def _write_json(path: Path, data: Any) -> None:
     """Write atomically (concurrent workers may probe at once); an unwritable cache is no error."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
     except OSError:
         pass
 

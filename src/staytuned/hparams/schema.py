@@ -83,18 +83,18 @@ class HParam:
         accepted; bools are never numbers. Raises InputError naming the field and what was
         expected.
         """
-        where = {"file": file, "field": field or self.name}
+        field = field or self.name
         if value is None:
             if self.nullable:
                 return None
-            raise InputError(f"missing {self.name}", value=value, expected=self.expected, **where)
+            raise InputError(f"missing {self.name}", value=value, expected=self.expected, file=file, field=field)
         clean = _coerce(self.type, value)
         if clean is _BAD:
-            raise InputError(f"invalid {self.name}", value=value, expected=self.expected, **where)
+            raise InputError(f"invalid {self.name}", value=value, expected=self.expected, file=file, field=field)
         if self.choices is not None and clean not in self.choices:
-            raise InputError(f"unknown {self.name}", value=value, expected=self.expected, **where)
+            raise InputError(f"unknown {self.name}", value=value, expected=self.expected, file=file, field=field)
         if self.type in (int, float) and not _in_bounds(self, clean):
-            raise InputError(f"invalid {self.name}", value=value, expected=self.expected, **where)
+            raise InputError(f"invalid {self.name}", value=value, expected=self.expected, file=file, field=field)
         return clean
 
 

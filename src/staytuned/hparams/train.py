@@ -74,6 +74,14 @@ class TrainConfig:
         if self.learning_rate is None and self.method in DEFAULT_LR:
             self.learning_rate = DEFAULT_LR[self.method]
 
+    @property
+    def peak_lr(self) -> float:
+        """``learning_rate`` as a number: the method's default filled in (an unknown method has none)."""
+        if self.learning_rate is None:
+            raise InputError("no learning rate for this method", field="learning_rate",
+                             value=self.method, expected=" or ".join(DEFAULT_LR))
+        return float(self.learning_rate)
+
     # ------------------------------------------------------------------ construction
 
     @classmethod

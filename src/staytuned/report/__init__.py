@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from staytuned._util.io import atomic_write_text
+
 __all__ = ["REPORT_STEPS", "ReportResult", "load_input", "write_report"]
 
 #: ``on_step`` calls of :func:`write_report` without PNGs (one more with ``png_dir``), for progress bars.
@@ -45,10 +47,10 @@ def load_input(source: str, study: str | None = None, columns: Any = None, direc
 
     if is_table_path(source):
         if study is not None:
-            raise InputError("--study applies to a storage, not to a results table", field="study", value=study)
+            raise InputError("applies to a storage, not to a results table", field="study", value=study)
         return from_table(source, columns, direction)
     if columns is not None or direction is not None:
-        raise InputError("column and direction options apply to a results table, not to a storage",
+        raise InputError("`columns` and `direction` apply to a results table, not to a storage",
                          field="source", value=source)
     return from_storage(source, study)
 
@@ -77,11 +79,7 @@ def write_report(
     panels = build_panels(inp, tol=tol, k=k, on_step=step)
     step("writing HTML")
     text = render_html(inp, panels, title=title or f"staytuned report: {Path(str(source)).name}")
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    path = atomic_write_text(out, text)
     pngs: list[Path] = []
     if png_dir is not None:
         step("writing PNGs")

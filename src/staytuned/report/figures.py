@@ -156,7 +156,8 @@ def history_figure(panel: HistoryPanel) -> Any:
         fig.add_trace(go.Scatter(x=s["number"], y=s["best"], mode="lines", name=f"{esc(ds)}: best so far",
                                  line={"shape": "hv"}))
     fig.update_layout(**layout(f"Optimization history of study {esc(panel.study)}"),
-                      xaxis_title="trial number", yaxis_title=f"score ({'max' if panel.direction == 'max' else 'min'}imize)")
+                      xaxis_title="trial number",
+                      yaxis_title=f"score ({'max' if panel.direction == 'max' else 'min'}imize)")
     return fig
 
 
@@ -177,5 +178,6 @@ def pareto_figure(panel: ParetoPanel) -> Any:
         ))
     xn, yn = (esc(n) for n in panel.names)
     fig.update_layout(**layout(f"Pareto front of study {esc(panel.study)}: {xn} vs {yn}"),
-                      xaxis_title=f"{xn} ({panel.directions[0]}imize)", yaxis_title=f"{yn} ({panel.directions[1]}imize)")
+                      xaxis_title=f"{xn} ({panel.directions[0]}imize)",
+                      yaxis_title=f"{yn} ({panel.directions[1]}imize)")
     return fig

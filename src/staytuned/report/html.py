@@ -8,7 +8,6 @@ names) is HTML-escaped here or in :mod:`staytuned.report.figures`; figure JSON i
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 from collections.abc import Callable
 from html import escape
@@ -80,7 +79,7 @@ def _short(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def _table(headers: list[str], rows: list[list[str]], numeric: set[int] = frozenset()) -> str:
+def _table(headers: list[str], rows: list[list[str]], numeric: set[int] | frozenset[int] = frozenset()) -> str:
     """``rows`` hold already-escaped HTML; headers are escaped here."""
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
     body = "".join(
@@ -102,7 +101,8 @@ def _overview(inp: ReportInput) -> str:
     ]
     html = "<table>" + "".join(f"<tr><th>{escape(k)}</th><td>{v}</td></tr>" for k, v in items) + "</table>"
     if inp.studies:
-        rows = [[escape(s.name), escape(s.kind), escape(", ".join(f"{n} ({d})" for n, d in zip(s.objective_names, s.directions, strict=False))),
+        rows = [[escape(s.name), escape(s.kind),
+                 escape(", ".join(f"{n} ({d})" for n, d in zip(s.objective_names, s.directions, strict=False))),
                  str(s.n_trials), escape(", ".join(f"{k.lower()} {v}" for k, v in sorted(s.states.items())))]
                 for s in inp.studies]
         html += "<h3>Studies</h3>" + _table(["study", "kind", "objectives", "trials", "states"], rows, {3})
@@ -199,13 +199,15 @@ def render_html(inp: ReportInput, panels: Panels, *, title: str = "staytuned rep
                      + ("" if isinstance(panels.heatmaps, Skip) else
                         "<p class='note'>Mean score per cell; continuous HPs are binned by quantiles.</p>")),
         "importance": _importance(panels.importance, figs),
-        "parallel": _na(panels.parallel) if isinstance(panels.parallel, Skip) else figs.div(figures.parallel_figure(panels.parallel)),
+        "parallel": _na(panels.parallel) if isinstance(panels.parallel, Skip)
+        else figs.div(figures.parallel_figure(panels.parallel)),
         "history": _list_of_figs(panels.history, figs, figures.history_figure, grid=False),
         "pareto": _pareto(panels.pareto, figs),
         "failed": _failed(panels.failed),
     }
     nav = " ".join(f'<a href="#{sid}">{escape(name)}</a>' for sid, name in SECTIONS)
-    sections = "\n".join(f'<section id="{sid}"><h2>{escape(name)}</h2>\n{body[sid]}\n</section>' for sid, name in SECTIONS)
+    sections = "\n".join(f'<section id="{sid}"><h2>{escape(name)}</h2>\n{body[sid]}\n</section>'
+                         for sid, name in SECTIONS)
     when = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

@@ -106,9 +106,13 @@ def primary_runs(inp: ReportInput) -> list[int]:
     section). Otherwise the successful runs of multi-objective studies, by their first objective.
     """
     ok = [i for i, r in enumerate(inp.runs) if r.status == "ok" and math.isfinite(r.score)]
-    single = [i for i in ok if inp.runs[i].values is None or len(inp.runs[i].values) == 1]
+    single = [i for i in ok if _single_objective(inp.runs[i])]
     training = [i for i in single if inp.runs[i].kind != "decode"]
     return training or single or ok
+
+
+def _single_objective(run: Run) -> bool:
+    return run.values is None or len(run.values) == 1
 
 
 def normalized_scores(inp: ReportInput) -> dict[int, float]:
@@ -227,7 +231,7 @@ def _axis_bins(values: list[Any], max_bins: int = 8) -> tuple[list[str], Any]:
 
     def index(v: Any) -> int:
         x = math.log10(float(v)) if log else float(v)
-        return int(min(np.searchsorted(edges, x, side="right") - 1, len(labels) - 1))
+        return min(int(np.searchsorted(edges, x, side="right")) - 1, len(labels) - 1)
 
     return labels, index
 
@@ -246,7 +250,8 @@ def heatmap_panels(inp: ReportInput, importance: ImportancePanel | Skip) -> list
         return Skip("heatmaps need two hyperparameters that vary between successful runs "
                     f"(varying here: {', '.join(names) or 'none'})")
     if isinstance(importance, ImportancePanel):
-        ranked = [n for n in importance.importances if n in names] + [n for n in names if n not in importance.importances]
+        ranked = ([n for n in importance.importances if n in names]
+                  + [n for n in names if n not in importance.importances])
     else:
         ranked = names
     x_name, y_name = ranked[0], ranked[1]
@@ -279,7 +284,7 @@ def parallel_panel(inp: ReportInput, max_dims: int = 8) -> ParallelPanel | Skip:
         return Skip("parallel coordinates need at least 2 successful runs and one varying hyperparameter")
     multi = len({r.dataset for r in ok}) > 1
     norm = normalized_scores(inp)
-    dims = []
+    dims: list[dict[str, Any]] = []
     for n in names:
         vals = [r.params.get(n) for r in ok]
         present = [v for v in vals if v is not None]
@@ -312,12 +317,13 @@ def history_panels(inp: ReportInput) -> list[HistoryPanel] | Skip:
             continue  # multi-objective studies are shown as a Pareto front
         d = info.directions[0]
         series: dict[str, dict[str, list[float]]] = {}
-        runs = sorted((r for r in inp.runs if r.study == info.name and r.status == "ok"), key=lambda r: r.number)
-        for r in runs:
+        runs = sorted(((r.number, r) for r in inp.runs
+                       if r.study == info.name and r.status == "ok" and r.number is not None), key=lambda p: p[0])
+        for number, r in runs:
             s = series.setdefault(r.dataset, {"number": [], "value": [], "best": []})
             best = s["best"][-1] if s["best"] else r.score
             best = max(best, r.score) if d == "max" else min(best, r.score)
-            s["number"].append(float(r.number))
+            s["number"].append(float(number))
             s["value"].append(r.score)
             s["best"].append(best)
         if series:
@@ -336,7 +342,7 @@ def pareto_panels(inp: ReportInput) -> list[ParetoPanel] | Skip:
         runs = [r for r in inp.runs if r.study == info.name and r.status == "ok" and r.values]
         if len(info.directions) >= 2:
             pairs = [((info.objective_names[0], info.directions[0]), (info.objective_names[1], info.directions[1]),
-                      [(r, r.values[0], r.values[1]) for r in runs if len(r.values) >= 2])]
+                      [(r, r.values[0], r.values[1]) for r in runs if r.values is not None and len(r.values) >= 2])]
         elif info.kind == "decode":
             pairs = [((info.objective_names[0], info.directions[0]), (name, d),
                       [(r, r.score, float(r.metrics[name])) for r in runs

@@ -144,7 +144,8 @@ class _Names:
     """Distinct file names: two datasets may slug alike ('a b' and 'a_b')."""
 
     def __init__(self, out: Path) -> None:
-        self.out, self.used = out, set()
+        self.out = out
+        self.used: set[str] = set()
 
     def __truediv__(self, name: str) -> Path:
         stem, n = name[:-4], 1
@@ -167,14 +168,14 @@ def write_pngs(panels: Panels, out_dir: str | Path) -> list[Path]:
     if isinstance(panels.importance, ImportancePanel):
         written.append(importance_png(panels.importance, out / "hp_importance.png"))
     if isinstance(panels.heatmaps, list):
-        for p in panels.heatmaps:
-            written.append(heatmap_png(p, out / f"heatmap_{slug(p.dataset)}.png"))
+        for hm in panels.heatmaps:
+            written.append(heatmap_png(hm, out / f"heatmap_{slug(hm.dataset)}.png"))
     if isinstance(panels.parallel, ParallelPanel):
         written.append(parallel_png(panels.parallel, out / "parallel_coordinates.png"))
     if isinstance(panels.history, list):
-        for p in panels.history:
-            written.append(history_png(p, out / f"history_{slug(p.study)}.png"))
+        for h in panels.history:
+            written.append(history_png(h, out / f"history_{slug(h.study)}.png"))
     if isinstance(panels.pareto, list):
-        for p in panels.pareto:
-            written.append(pareto_png(p, out / f"pareto_{slug(p.study)}_{slug(p.names[1])}.png"))
+        for pf in panels.pareto:
+            written.append(pareto_png(pf, out / f"pareto_{slug(pf.study)}_{slug(pf.names[1])}.png"))
     return written

@@ -149,7 +149,8 @@ def from_storage(storage: str, study_name: str | None = None) -> ReportInput:
                              expected=", ".join(names) or "a storage with a study")
         names = [study_name]
     if not names:
-        raise InputError("the storage holds no study", file=storage, expected="a storage written by staytuned tune/grid/decode")
+        raise InputError("the storage holds no study", file=storage,
+                         expected="a storage written by staytuned tune/grid/decode")
     runs: list[Run] = []
     infos: list[StudyInfo] = []
     directions: dict[str, str] = {}

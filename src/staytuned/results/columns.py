@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any
 
+from staytuned._util.parse import parse_assignments, parse_number
 from staytuned.errors import InputError
 
 __all__ = [
@@ -91,28 +92,12 @@ _HP_ALIASES = {"lr": "learning_rate", "bs": "batch_size", "batch": "batch_size",
 
 
 def parse_assignment(text: str) -> dict[str, Any]:
-    """``"lr=1e-4,epochs=3"`` -> ``{"learning_rate": 1e-4, "epochs": 3}`` (aliases lr, bs, r, alpha)."""
-    out: dict[str, Any] = {}
-    for part in [p for p in text.split(",") if p.strip()]:
-        if "=" not in part:
-            raise InputError("not an HP assignment", value=text, expected="name=value[,name=value...]")
-        key, val = (s.strip() for s in part.split("=", 1))
-        out[_HP_ALIASES.get(key, key)] = parse_value(val)
-    return out
+    """``"lr=1e-4,epochs=3"`` -> ``{"learning_rate": 1e-4, "epochs": 3}`` (aliases lr, bs, r, alpha;
+    the rules of :func:`staytuned._util.parse.parse_assignments`)."""
+    return parse_assignments(text, aliases=_HP_ALIASES, expected="name=value[,name=value...]")
 
 
 def parse_value(text: Any) -> Any:
-    """Cell text -> int, float or str (``"3"`` -> 3, ``"1e-4"`` -> 0.0001, ``"cosine"`` stays)."""
-    if not isinstance(text, str):
-        if isinstance(text, float) and text.is_integer() and abs(text) < 2**53:
-            return text  # keep 0.0 as float: the column may mix 0.25 and 0.0
-        return text
-    s = text.strip()
-    try:
-        return int(s)
-    except ValueError:
-        pass
-    try:
-        return float(s)
-    except ValueError:
-        return s
+    """Cell text -> int, float or str (``"3"`` -> 3, ``"1e-4"`` -> 0.0001, ``"cosine"`` stays);
+    other cell values (numbers, a float 0.0 kept as float) are returned as they are."""
+    return parse_number(text) if isinstance(text, str) else text

@@ -109,13 +109,15 @@ class ScoreMatrix:
     @cached_property
     def missing(self) -> np.ndarray:
         """True where the config was never run on the dataset."""
-        return np.isnan(self.scores) & ~self.failed
+        out: np.ndarray = np.isnan(self.scores) & ~self.failed
+        return out
 
     @cached_property
     def signed(self) -> np.ndarray:
         """Raw scores flipped so higher is better everywhere (NaN for missing and failed)."""
         sign = np.array([1.0 if d == "max" else -1.0 for d in self.directions])
-        return self.scores * sign[None, :]
+        out: np.ndarray = self.scores * sign[None, :]
+        return out
 
     @property
     def direction(self) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from staytuned._util.io import read_jsonl
 from staytuned.errors import InputError
 from staytuned.results.columns import ColumnSpec, parse_value
 from staytuned.results.table import ResultsTable
@@ -40,12 +41,7 @@ def load_results(path: str | Path, columns: ColumnSpec | None = None) -> Results
 def from_records(records: Sequence[Mapping[str, Any]], columns: ColumnSpec | None = None,
                  source: str = "<records>") -> ResultsTable:
     """Same as :func:`load_results` for in-memory rows (list of dicts)."""
-    cols: list[str] = []
-    for r in records:
-        for c in r:
-            if c not in cols:
-                cols.append(c)
-    data = {c: [r.get(c) for r in records] for c in cols}
+    cols, data = _columns_of(records)
     return _build(source, cols, data, lambda i: i + 1, columns or ColumnSpec())
 
 
@@ -118,7 +114,7 @@ def _build(source: str, cols: list[str], data: dict[str, list[Any]], rowno: Call
         hp_cols = [c for c in hp_cols if c not in measured]
         if measured:
             notes.append(f"numeric columns treated as measurements, not HPs: {', '.join(measured)} "
-                         f"(choose HP columns explicitly with --hp-cols)")
+                         f"(choose HP columns explicitly with `ColumnSpec.hps`)")
         if hp_cols and "config" not in role_col:
             notes.append(f"HP columns: {', '.join(hp_cols)}")
     hp_dicts: list[dict[str, Any]] = [{} for _ in range(n_rows)]
@@ -135,7 +131,8 @@ def _build(source: str, cols: list[str], data: dict[str, list[Any]], rowno: Call
                                      value=v[:60], expected='a JSON object such as {"learning_rate": 1e-4}') from None
             if not isinstance(obj, dict):
                 raise InputError("HP cell is not a JSON object", file=source, row=rowno(i), column=hp_json,
-                                 value=v if not isinstance(v, str) else v[:60], expected='a JSON object such as {"learning_rate": 1e-4}')
+                                 value=v if not isinstance(v, str) else v[:60],
+                                 expected='a JSON object such as {"learning_rate": 1e-4}')
             hp_dicts[i].update(obj)
     for c in hp_cols:
         key = c.removeprefix("hp_")
@@ -152,7 +149,9 @@ def _build(source: str, cols: list[str], data: dict[str, list[Any]], rowno: Call
     else:
         if not hp_cols and hp_json is None:
             raise InputError("no column identifies the configs", file=source,
-                             expected=f"a config-id column (--config-col), HP columns (hp_* or --hp-cols) or a JSON HP column; columns are {cols}")
+                             expected="a config-id column (`ColumnSpec.config`), HP columns (hp_* or "
+                                      "`ColumnSpec.hps`) or a JSON HP column (`ColumnSpec.hp_json`); "
+                                      f"columns are {cols}")
         keys: dict[str, str] = {}
         ids = []
         for h in hp_dicts:
@@ -168,7 +167,7 @@ def _build(source: str, cols: list[str], data: dict[str, list[Any]], rowno: Call
     if config_col is None and n_ds > 1 and len(hps) == n_rows:
         raise InputError("every row is a different config, so no config was run on two datasets", file=source,
                          expected=f"HP columns that identify configs (HP columns used: {hp_cols or hp_json}); "
-                                  "choose them with --hp-cols or give a --config-col")
+                                  "choose them with `ColumnSpec.hps` or give a `ColumnSpec.config`")
 
     def axis(role: str) -> np.ndarray | None:
         col = text_col(role)
@@ -204,7 +203,8 @@ def read_columns(path: Path) -> tuple[list[str], dict[str, list[Any]], Callable[
         raise InputError("file not found", file=label, expected="a CSV, Parquet or JSON Lines results table")
     if path.is_dir():
         raise InputError("is a directory", file=label, expected="a results table file")
-    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix.lower() in (".gz", ".bz2", ".zst") else path.suffix.lower()
+    compressed = path.suffix.lower() in (".gz", ".bz2", ".zst")
+    suffix = "".join(path.suffixes[-2:]).lower() if compressed else path.suffix.lower()
     try:
         if suffix in (".parquet", ".pq"):
             import pyarrow.parquet as pq
@@ -220,7 +220,7 @@ def read_columns(path: Path) -> tuple[list[str], dict[str, list[Any]], Callable[
         raise
     except UnicodeDecodeError as exc:
         raise InputError(f"cannot decode the file ({exc.reason})", file=label, expected="UTF-8 text") from None
-    except Exception as exc:  # noqa: BLE001 - every parser error becomes one clear message
+    except Exception as exc:
         raise InputError(f"cannot read the table: {exc}".splitlines()[0], file=label,
                          expected="a readable CSV (header row first), Parquet or JSON Lines file") from None
     cols = [str(c) for c in frame.columns]
@@ -230,34 +230,16 @@ def read_columns(path: Path) -> tuple[list[str], dict[str, list[Any]], Callable[
 
 
 def _read_jsonl(path: Path) -> tuple[list[str], dict[str, list[Any]], Callable[[int], int]]:
-    rows: list[dict[str, Any]] = []
-    lines: list[int] = []
-    opener = open
-    if path.suffix == ".gz":
-        import gzip
-
-        opener = gzip.open  # type: ignore[assignment]
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"invalid JSON ({exc.msg})", file=str(path), row=n,
-                                 expected="one JSON object per line") from None
-            if not isinstance(obj, dict):
-                raise InputError("not a JSON object", file=str(path), row=n, value=type(obj).__name__,
-                                 expected="one JSON object per line")
-            rows.append(obj)
-            lines.append(n)
-    cols: list[str] = []
-    for r in rows:
-        for c in r:
-            if c not in cols:
-                cols.append(c)
-    data = {c: [r.get(c) for r in rows] for c in cols}
+    numbered = read_jsonl(path)
+    lines = [n for n, _ in numbered]
+    cols, data = _columns_of([obj for _, obj in numbered])
     return cols, data, lambda i: lines[i]
+
+
+def _columns_of(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], dict[str, list[Any]]]:
+    """Column names in order of first appearance, and each column's values (None where absent)."""
+    cols = list(dict.fromkeys(c for r in rows for c in r))
+    return cols, {c: [r.get(c) for r in rows] for c in cols}
 
 
 def _blank(v: Any) -> bool:
@@ -271,7 +253,8 @@ def _to_float(values: list[Any], *, file: str, column: str, rowno: Callable[[int
             out[i] = np.nan
             continue
         if isinstance(v, bool):
-            raise InputError(f"non-numeric {what}", file=file, row=rowno(i), column=column, value=v, expected="a number")
+            raise InputError(f"non-numeric {what}", file=file, row=rowno(i), column=column, value=v,
+                             expected="a number")
         try:
             out[i] = float(v)
         except (TypeError, ValueError):

@@ -104,7 +104,7 @@ class ResultsTable:
             col = getattr(self, axis)
             if col is None:
                 raise InputError(f"the table has no {axis} column", file=self.source, column=axis,
-                                 expected=f"a {axis} column to slice by (see --{axis.replace('_', '-')}-col)")
+                                 expected=f"a {axis} column to slice by (see `ColumnSpec.{axis}`)")
             keys = np.array([loose_key(v, axis) if v is not None else None for v in col.tolist()], dtype=object)
             hit = keys == loose_key(str(want), axis)
             if not hit.any():
@@ -114,15 +114,15 @@ class ResultsTable:
         if datasets is not None:
             mask &= np.isin(self.dataset, list(datasets))
         if not mask.any():
-            raise InputError("the slice is empty", file=self.source, expected="a model/method/train size combination present in the table")
+            raise InputError("the slice is empty", file=self.source,
+                             expected="a model/method/train size combination present in the table")
         return self._take(mask)
 
     def _check_single(self, axis: str) -> None:
         vals = self.values(axis)
         if len(vals) > 1:
-            flag = {"model": "--model", "method": "--method", "train_size": "--train-size"}[axis]
             raise InputError(f"the table mixes several {axis} values", file=self.source, column=axis,
-                             value=vals[:10], expected=f"one; choose with {flag} (or .slice({axis}=...))")
+                             value=vals[:10], expected=f"one; choose one with `slice({axis}=...)`")
 
     # -- matrices ---------------------------------------------------------------------------
     def score_matrix(
@@ -149,7 +149,7 @@ class ResultsTable:
         score = self.score if use == "score" else self.test_score
         if score is None:
             raise InputError("the table has no test score column", file=self.source, column="score_test",
-                             expected="a second score column (--test-score-col)")
+                             expected="a second score column (`ColumnSpec.test_score`)")
         mask = np.ones(len(self), bool) if datasets is None else np.isin(self.dataset, list(datasets))
         if use != "score":
             # A run without a test value was not evaluated on test: missing, not failed.
@@ -183,7 +183,8 @@ class ResultsTable:
         notes = list(self.notes)
         n_missing = int((~ran).sum())
         if n_missing:
-            notes.append(f"{n_missing} of {n * m} config x dataset cells were never run (missing: excluded from coverage)")
+            notes.append(f"{n_missing} of {n * m} config x dataset cells were never run "
+                         "(missing: excluded from coverage)")
         n_failed = int(failed.sum())
         if n_failed:
             notes.append(f"{n_failed} cells failed (count as the worst on their dataset)")
@@ -203,7 +204,7 @@ class ResultsTable:
         out: dict[str, str | None] = {d: None for d in dnames}
         if self.metric is None:
             return out
-        seen: dict[str, set] = {d: set() for d in dnames}
+        seen: dict[str, set[str]] = {d: set() for d in dnames}
         for d, mt in zip(ds.tolist(), self.metric[mask].tolist(), strict=True):
             if mt is not None:
                 seen[d].add(mt)
@@ -214,10 +215,11 @@ class ResultsTable:
             out[d] = next(iter(s)) if s else None
         return out
 
-    def _group_per_dataset(self, ds: np.ndarray, mask: np.ndarray, dnames: list[str]) -> tuple | None:
+    def _group_per_dataset(self, ds: np.ndarray, mask: np.ndarray,
+                           dnames: list[str]) -> tuple[str | None, ...] | None:
         if self.group is None:
             return None
-        seen: dict[str, set] = {d: set() for d in dnames}
+        seen: dict[str, set[str | None]] = {d: set() for d in dnames}
         for d, g in zip(ds.tolist(), self.group[mask].tolist(), strict=True):
             seen[d].add(g)
         out = []
@@ -328,8 +330,8 @@ class ResultsTable:
             m = self.score_matrix(**kw)
             return m, m, "choose and score on the same scores"
         if choose_split not in auto or score_split not in auto:
-            ch = "Dev" if choose_split in auto else choose_split
-            sc = "Test" if score_split in auto else score_split
+            ch = choose_split if choose_split not in (None, "auto") else "Dev"
+            sc = score_split if score_split not in (None, "auto") else "Test"
             a, b = self.paired_matrices(ch, sc, **kw)
             return a, b, f"choose on {ch}, score on {sc}"
         if self.test_score is not None:

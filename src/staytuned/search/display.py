@@ -125,7 +125,7 @@ class ProgressState:
                 # A trial that started and ended between two looks still shows both events.
                 events.append((0, self._event("started", rec)))
             if status != "running":
-                events.append((1, self._event(status, rec)))  # type: ignore[arg-type]
+                events.append((1, self._event(status, rec)))
         running = sum(1 for s in self._status.values() if s == "running")
         self._most_running = max(self._most_running, running)
         return [e for _, e in sorted(events, key=lambda x: (_when(x[1]), x[0]))]
@@ -167,7 +167,7 @@ class ProgressState:
         best = None
         if complete:
             pick = max if self.maximize else min
-            best = pick(complete, key=lambda r: r.score)
+            best = pick(complete, key=lambda r: math.nan if r.score is None else r.score)  # never None here
         return Snapshot(
             total=self.total, done=done, complete=len(complete), failed=failed, pruned=pruned,
             running=len(running), best_value=None if best is None else best.score,

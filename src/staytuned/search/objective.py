@@ -19,7 +19,7 @@ from typing import Any
 from staytuned.errors import InputError
 from staytuned.hparams.execution import ExecutionSettings
 from staytuned.search.records import cell_attrs, result_attrs, write_record
-from staytuned.space import SearchSpace
+from staytuned.search.space import SearchSpace
 
 DEFAULT_TRIAL_FN = "staytuned.finetune:run_trial"
 

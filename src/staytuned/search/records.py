@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
 from staytuned.errors import InputError
 from staytuned.hparams.schema import EXECUTION_SETTINGS, execution_error
-from staytuned.space import config_id
+from staytuned.search.space import config_id
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
@@ -175,7 +175,8 @@ def read_record(trial: FrozenTrial, study_name: str, *,
                 study_attrs: Mapping[str, Any] | None = None) -> TrialRecord:
     """The record of one stored trial.
 
-    Status: COMPLETE -> ok (failed if its objective value is not finite), PRUNED -> pruned, RUNNING/WAITING -> running, FAIL -> failed, or
+    Status: COMPLETE -> ok (failed if its objective value is not finite), PRUNED -> pruned,
+    RUNNING/WAITING -> running, FAIL -> failed, or
     interrupted when the trial never stored its own status: its worker stopped mid-trial
     (killed, crashed, or failed by the heartbeat check). That is told apart in staytuned's
     trials (they store their cell first) and in staytuned's studies (``study_attrs`` has a

@@ -14,6 +14,7 @@ from staytuned.errors import InputError
 from staytuned.search.executors import Executor, ExecutorReport, make_executor
 from staytuned.search.objective import DEFAULT_TRIAL_FN
 from staytuned.search.pruners import make_pruner
+from staytuned.search.space import load_space
 from staytuned.search.storage import open_storage
 from staytuned.search.strategies import check_strategy, offline_for, strategy_class
 from staytuned.search.study import (
@@ -26,7 +27,6 @@ from staytuned.search.study import (
     prepare_study,
     strategy_of,
 )
-from staytuned.space import load_space
 
 
 def task_direction(task: str) -> str:
@@ -58,14 +58,37 @@ def check_configs(configs: list[dict[str, Any]], source: str) -> None:
                              value=hp) from None
 
 
+def check_space_kind(space: Any, kind: str) -> None:
+    """``tune``/``grid`` train models: a decoding space (``kind: decode``) is refused."""
+    if space.kind != kind:
+        raise InputError(f"not a {'training' if kind == 'train' else 'decoding'} space",
+                         file=str(space.source), field="kind", value=space.kind,
+                         expected=f"kind: {kind}" + (" (decoding spaces are for `decode tune`)"
+                                                     if kind == "train" else ""))
+
+
+def check_sizes(settings: Any) -> None:
+    """Train and eval sizes: positive, or None (every row)."""
+    for name in ("train_size", "eval_size"):
+        value = getattr(settings, name, None)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise InputError("must be an integer >= 1 (or unset: every row)", field=name,
+                             value=value)
+
+
 def prepare_spec(spec: StudySpec, *, cbs_table: str | None = None) -> StudySpec:
     """Validate a tune spec and fill in the direction and the offline CBS source
     (``cbs_table``: a results table for the CBS strategies; default: what ships)."""
     check_strategy(spec.strategy)
     make_pruner(spec.pruner)
     space = spec.load_space()
+    check_space_kind(space, "train")
     if spec.n_trials < 1:
         raise InputError("the number of trials must be >= 1", field="n_trials", value=spec.n_trials)
+    if spec.cbs_k < 0:
+        raise InputError("must be >= 0", field="cbs_k", value=spec.cbs_k)
+    check_sizes(spec.settings)
     if spec.method is not None and spec.method not in ("lora", "full"):
         raise InputError("unknown method", field="method", value=spec.method, expected="lora or full")
     fixed_method = space.fixed.get("method")
@@ -123,6 +146,10 @@ def tune(spec: StudySpec, *, workers: int | None = None,
 def prepare_grid(spec: GridSpec) -> GridSpec:
     """Validate a grid: space, tasks, models, configs, storage; fill in task directions."""
     space = load_space(spec.space)
+    check_space_kind(space, "train")
+    check_sizes(spec.settings)
+    for cell in spec.cells:
+        check_sizes(cell)
     if not spec.cells:
         raise InputError("the grid has no cells", field="cells",
                          expected="at least one task and model")

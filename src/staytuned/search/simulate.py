@@ -27,11 +27,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 
 from staytuned.errors import InputError
+from staytuned.search.space import Param, SearchSpace
 from staytuned.search.strategies import (
     STRATEGIES,
     OfflineSource,
@@ -45,7 +46,6 @@ from staytuned.search.strategies.adaptive import (
     adaptive_order,
 )
 from staytuned.search.strategies.grid import Grid
-from staytuned.space import Param, SearchSpace
 
 if TYPE_CHECKING:
     from optuna.samplers import BaseSampler
@@ -262,7 +262,7 @@ def table_space(hps: Sequence[Mapping[str, Any]]) -> SearchSpace:
     return SearchSpace(name="results-table", params=tuple(params), source="<results table>")
 
 
-def _is_num(v: Any) -> bool:
+def _is_num(v: Any) -> TypeGuard[float]:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(float(v))
 
 
@@ -286,13 +286,13 @@ def _nearest(proposal: Mapping[str, Any], points: list[dict[str, Any]], space: S
             continue
         d = 0.0
         for param in space.params:
-            a, b = proposal.get(param.name), p.get(param.name)
             if param.continuous:
                 f = math.log if param.log else (lambda x: x)
-                span = f(float(param.high)) - f(float(param.low)) or 1.0
-                d += abs(f(float(a)) - f(float(b))) / span
+                low, high = param.bounds()
+                span = f(high) - f(low) or 1.0
+                d += abs(f(float(proposal[param.name])) - f(float(p[param.name]))) / span
             else:
-                d += 0.0 if a == b else 1.0
+                d += 0.0 if proposal.get(param.name) == p.get(param.name) else 1.0
         if d < best_d:
             best_i, best_d = i, d
     return best_i

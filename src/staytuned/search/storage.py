@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import os
+import re
+import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,11 +31,31 @@ class HeartbeatSettings:
 
 
 def default_storage_url(study_name: str, runs_dir: str | Path = "runs") -> str:
-    """``sqlite:///runs/<study>/study.db`` (relative to the current folder)."""
-    return f"sqlite:///{Path(runs_dir) / _safe(study_name) / 'study.db'}"
+    """``sqlite:///runs/<study>/study.db`` (relative to the current folder).
+
+    The folder is the study's name (``tune-sst2-...-cbs+tpe``) with only the characters that a
+    file system or a SQLite URL cannot hold replaced by ``_``. A study stored by an older
+    version, which also replaced ``+`` and every other non-word character, stays where it is.
+    """
+    folder = Path(runs_dir) / folder_name(study_name)
+    legacy = Path(runs_dir) / _legacy_folder_name(study_name)
+    if legacy != folder and not (folder / "study.db").exists() and (legacy / "study.db").exists():
+        folder = legacy
+    return f"sqlite:///{folder / 'study.db'}"
 
 
-def _safe(name: str) -> str:
+# Path separators, what Windows forbids, what a URL reads as syntax (% escapes, ? query,
+# # fragment), control characters and whitespace (a URL with a space is cut when copied).
+_UNSAFE = re.compile(r'[\x00-\x1f\s/\\:*?"<>|%#]')
+
+
+def folder_name(study_name: str) -> str:
+    """The folder of a study's default storage: its name, filesystem-unsafe characters -> _."""
+    name = _UNSAFE.sub("_", study_name)
+    return name if name.strip(".") else "study"
+
+
+def _legacy_folder_name(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name) or "study"
 
 
@@ -72,8 +93,7 @@ def open_storage(url: str, heartbeat: HeartbeatSettings | None = None) -> Any:
     path = sqlite_path(url)
     if url.startswith("sqlite"):
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        if path is not None:
+            _sqlite_folder(url, path)
             engine_kwargs["creator"] = _sqlite_creator(path)
         else:
             engine_kwargs["connect_args"] = {"timeout": 120}
@@ -103,6 +123,26 @@ def open_storage(url: str, heartbeat: HeartbeatSettings | None = None) -> Any:
     except Exception as exc:  # sqlalchemy errors: connection refused, bad URL, bad driver ...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorageError(f"cannot open storage {redact(url)}: {first}") from None
+
+
+def _sqlite_folder(url: str, path: Path) -> None:
+    """The folder of a SQLite file, created; a :class:`StorageError` naming the URL and the
+    path in the way when it cannot be (a file where a folder should be, /proc, no permission)."""
+    if path.is_dir():
+        raise StorageError(f"cannot open storage {redact(url)}: {path} is a folder; "
+                           "expected a database file path such as runs/study.db")
+    folder = path.parent
+    ancestor = folder.absolute()
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise StorageError(f"cannot open storage {redact(url)}: {ancestor} is a file, "
+                           "not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot open storage {redact(url)}: cannot create the folder "
+                           f"{folder} ({exc.strerror or exc})") from None
 
 
 def _sqlite_creator(path: Path) -> Any:
@@ -204,5 +244,5 @@ def package_versions() -> dict[str, str]:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             continue
-    out["python"] = ".".join(map(str, os.sys.version_info[:3]))
+    out["python"] = ".".join(map(str, sys.version_info[:3]))
     return out

@@ -4,7 +4,10 @@ Both keep all state in the Optuna storage, so re-running the same command resume
 
 * ``tune`` runs until the study holds ``n_trials`` finished trials (complete, pruned or failed
   by the trial itself). Trials left RUNNING by a dead process are failed by Optuna's heartbeat
-  check and re-enqueued (RetryHeartbeatStaleTrialCallback); the runner waits for them.
+  check and re-enqueued (RetryHeartbeatStaleTrialCallback); the runner waits for them. Each new
+  trial is created, and its whole config decided, under the study's storage lock, one worker at
+  a time across processes and machines: no config runs twice and the budget is never exceeded
+  (:func:`_next_trial`; each strategy's guarantee is its ``Strategy.distinct``).
 * ``grid`` enqueues the grid points of each cell's study once (under a cross-process lock, with
   ``skip_if_exists``) and workers *claim* WAITING trials atomically (``set_trial_state_values``
   only moves WAITING -> RUNNING once), so no grid point runs twice, whatever the number of
@@ -21,7 +24,7 @@ import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from staytuned.errors import InputError
 from staytuned.search.objective import (
@@ -32,9 +35,9 @@ from staytuned.search.objective import (
 )
 from staytuned.search.pruners import make_pruner
 from staytuned.search.records import TrialRecord, study_records
+from staytuned.search.space import SearchSpace, load_space
 from staytuned.search.storage import (
     HeartbeatSettings,
-    enqueue_lock,
     open_storage,
     package_versions,
 )
@@ -44,8 +47,6 @@ from staytuned.search.strategies import (
     build_strategy,
     check_strategy,
 )
-from staytuned.search.strategies.grid import grid_done
-from staytuned.space import SearchSpace, load_space
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def counts(study: Any) -> Counts:
     return Counts(finished=c["complete"] + c["failed"] + c["pruned"], **c)
 
 
-def _direction(d: str) -> str:
+def _direction(d: str) -> Literal["minimize", "maximize"]:
     d = d.lower()
     return "minimize" if d in ("min", "minimize") else "maximize"
 
@@ -131,11 +132,13 @@ def prepare_study(spec: StudySpec) -> Any:
             study.set_user_attr(key, value)
     queue = strategy_of(spec, space).initial_queue(kind=spec.kind)
     if queue:
-        with enqueue_lock(spec.storage, spec.study_name):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # skip_if_exists is experimental in name only
-                for params in queue:
-                    study.enqueue_trial(params, skip_if_exists=True)
+        from staytuned.search.strategies.planning import plan_lock
+
+        # plan_lock: the lock new trials are created under
+        with plan_lock(spec.storage, spec.study_name), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # skip_if_exists is experimental in name only
+            for params in queue:
+                study.enqueue_trial(params, skip_if_exists=True)
     return study
 
 
@@ -184,7 +187,8 @@ def _fail_stale(study: Any) -> None:
 
 def run_worker(spec: StudySpec, n_trials: int | None = None) -> int:
     """Run trials of a ``tune`` study until it holds ``spec.n_trials`` finished trials (or this
-    worker ran ``n_trials``). Returns how many trials this worker ran. Safe to run in parallel."""
+    worker ran ``n_trials``). Returns how many trials this worker ran. Safe to run in parallel:
+    in several processes, commands or machines on one storage, with equal seeds or not."""
     import optuna
 
     space = spec.load_space()
@@ -198,20 +202,40 @@ def run_worker(spec: StudySpec, n_trials: int | None = None) -> int:
     budget = strategy.budget
     ran = 0
     while n_trials is None or ran < n_trials:
-        _fail_stale(study)
-        c = counts(study)
-        if c.finished >= budget:
+        trial = _next_trial(spec, study, budget)
+        if trial == "done":
             break
-        if c.finished + c.running >= budget and not c.waiting:
+        if trial == "wait":
             # Others are running the last trials; if their process died, the heartbeat check
             # fails them and enqueues a retry, which this loop then runs.
             time.sleep(max(1.0, spec.heartbeat.interval / 2))
             continue
-        if isinstance(sampler, optuna.samplers.GridSampler) and grid_done(study, sampler):
-            break
-        study.optimize(objective, n_trials=1, catch=(TrialFailed,), gc_after_trial=False)
+        run_claimed(study, objective, trial, spec.heartbeat.interval)
         ran += 1
     return ran
+
+
+def _next_trial(spec: StudySpec, study: Any, budget: int) -> Any:
+    """A new trial of the study with its whole config decided, "wait" or "done".
+
+    Under the study's storage lock, so that every worker of every process and machine decides
+    in turn, seeing every other trial's config (the samplers plan whole configs in
+    ``before_trial``, see :mod:`staytuned.search.strategies.planning`), and the study never
+    holds more trials than its budget (two workers cannot both take the last one).
+    """
+    from staytuned.search.strategies.planning import plan_lock
+
+    with plan_lock(spec.storage, spec.study_name):
+        _fail_stale(study)
+        c = counts(study)
+        if c.finished >= budget:
+            return "done"
+        if c.finished + c.running >= budget and not c.waiting:
+            return "wait"
+        with warnings.catch_warnings():
+            # run_claimed beats for the trial, as study.optimize would
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            return study.ask()
 
 
 def budget_of(spec: StudySpec, space: SearchSpace) -> int:
@@ -375,12 +399,12 @@ class BestTrial:
 
 
 def best_trial(study: Any) -> BestTrial | None:
-    ok = [r for r in study_records(study) if r.status == "ok" and r.score is not None]
+    ok = [(r.score, r) for r in study_records(study) if r.status == "ok" and r.score is not None]
     if not ok:
         return None
     maximize = study.direction.name == "MAXIMIZE"
-    best = (max if maximize else min)(ok, key=lambda r: r.score)
-    return BestTrial(number=best.number, value=float(best.score), config=dict(best.config),
+    score, best = (max if maximize else min)(ok, key=lambda p: p[0])
+    return BestTrial(number=best.number, value=float(score), config=dict(best.config),
                      metrics=dict(best.metrics), config_id=best.config_id)
 
 

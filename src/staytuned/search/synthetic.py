@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+UNTUNED_SCORE = 0.5
+
 
 def synthetic_score(config: Mapping[str, Any], task: str = "synthetic") -> float:
     lr = float(config.get("learning_rate", 1e-4))
@@ -28,13 +30,18 @@ def synthetic_score(config: Mapping[str, Any], task: str = "synthetic") -> float
 
 def synthetic_trial(model: str, task: str, config: Mapping[str, Any], *, train_size: int | None = None,
                     eval_size: int | None = None, eval_split: str = "validation", seed: int = 0,
-                    on_epoch: Callable[[int, float], bool] | None = None, **_: Any) -> dict[str, Any]:
-    """Result dict in the TrialResult layout (docs/CONTRACTS.md)."""
+                    on_epoch: Callable[[int, float], bool] | None = None, eval_only: bool = False,
+                    **_: Any) -> dict[str, Any]:
+    """Result dict in the TrialResult layout (docs/CONTRACTS.md); ``eval_only``: the untuned score
+    (0.5, a coin flip: every tuned config beats it)."""
     start = time.perf_counter()
     base = {"metric": "accuracy", "direction": "max", "task": task, "model": model,
             "train_size": train_size, "config": dict(config), "loss_curve": [[1, 2.0], [2, 1.5]],
             "n_train": train_size, "n_eval": eval_size, "train_tokens_per_s": 1000.0,
             "peak_memory_mb": 1.0}
+    if eval_only:
+        return {**base, "status": "ok", "score": UNTUNED_SCORE, "metrics": {"accuracy": UNTUNED_SCORE},
+                "error": None, "epoch_scores": [], "runtime_s": time.perf_counter() - start}
     lr = float(config.get("learning_rate", 1e-4))
     if lr >= 0.05:
         return {**base, "status": "failed", "score": float("nan"), "metrics": {},

@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from staytuned._util.io import atomic_open, atomic_path
 from staytuned.errors import InputError, StorageError
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ def collect_rows(storage_url: str, studies: list[str] | None = None) -> list[dic
     if studies:
         unknown = [s for s in studies if s not in names]
         if unknown:
-            raise InputError("no such study in the storage", field="--study", value=unknown[0],
+            raise InputError("no such study in the storage", field="studies", value=unknown[0],
                              expected="one of " + ", ".join(names[:20]))
         names = studies
     return [_row(r) for name in names for r in read_records(storage, name) if r.finished]
@@ -67,22 +68,21 @@ def export_results(storage_url: str, out: str | Path, studies: list[str] | None 
     """Write the table to ``out`` (.csv, .parquet or .jsonl); returns the number of rows."""
     path = Path(out)
     if path.suffix not in FORMATS:
-        raise InputError("unknown output format", field="-o", value=str(out),
+        raise InputError("unknown output format", field="out", value=str(out),
                          expected="a path ending in " + ", ".join(FORMATS))
     rows = collect_rows(storage_url, studies)
     if not rows:
         raise StorageError(f"no finished trials in {storage_url}: nothing to export")
     cols = columns_of(rows)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    # atomic: an interrupted export never leaves half a table
     if path.suffix == ".csv":
-        with tmp.open("w", newline="", encoding="utf-8") as fh:
+        with atomic_open(path, newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=cols)
             writer.writeheader()
             for r in rows:
                 writer.writerow({c: _cell(r.get(c)) for c in cols})
     elif path.suffix == ".jsonl":
-        with tmp.open("w", encoding="utf-8") as fh:
+        with atomic_open(path) as fh:
             for r in rows:
                 fh.write(json.dumps({c: _json(r.get(c)) for c in cols}) + "\n")
     else:
@@ -90,8 +90,8 @@ def export_results(storage_url: str, out: str | Path, studies: list[str] | None 
         import pyarrow.parquet as pq
 
         data = {c: [_json(r.get(c)) for r in rows] for c in cols}
-        pq.write_table(pa.table(data), tmp, compression=None)
-    tmp.replace(path)  # atomic: an interrupted export never leaves half a table
+        with atomic_path(path) as tmp:
+            pq.write_table(pa.table(data), tmp, compression=None)
     return len(rows)
 
 

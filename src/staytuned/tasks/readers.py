@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from staytuned._util.io import read_jsonl
 from staytuned.errors import DependencyError, InputError
 
 #: A source row before the column mapping: column name -> value.
@@ -36,37 +37,11 @@ class RawSplit:
 # --------------------------------------------------------------------------------------------
 
 
-def _read_jsonl(path: Path) -> list[tuple[int, RawRow]]:
-    out: list[tuple[int, RawRow]] = []
-    with path.open(encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(
-                    f"malformed JSON line: {exc.msg} at column {exc.colno}",
-                    file=str(path),
-                    row=line_no,
-                    expected="one JSON object per line",
-                ) from None
-            if not isinstance(obj, dict):
-                raise InputError(
-                    f"line is a JSON {type(obj).__name__}, not an object",
-                    file=str(path),
-                    row=line_no,
-                    expected="one JSON object per line",
-                )
-            out.append((line_no, obj))
-    return out
-
-
 def _read_json(path: Path) -> list[tuple[int, RawRow]]:
     with path.open(encoding="utf-8") as fh:
         head = fh.read(4096).lstrip()
     if not head.startswith("["):
-        return _read_jsonl(path)  # .json files holding JSON Lines are common
+        return read_jsonl(path)  # .json files holding JSON Lines are common
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -108,7 +83,7 @@ def _read_parquet(path: Path) -> list[tuple[int, RawRow]]:
 
 
 _READERS: dict[str, Callable[[Path], list[tuple[int, RawRow]]]] = {
-    ".jsonl": _read_jsonl,
+    ".jsonl": read_jsonl,
     ".json": _read_json,
     ".csv": _read_csv,
     ".tsv": _read_csv,

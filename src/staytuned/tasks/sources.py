@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -151,7 +152,7 @@ def _unknown_name(name: str) -> InputError:
 def load_task(
     name_or_path: str | os.PathLike[str],
     *,
-    type: str | None = None,  # noqa: A002 - the natural name of the field
+    type: str | None = None,
     columns: Mapping[str, str] | None = None,
     validation_fraction: float = 0.1,
     train_fraction: float = 0.5,
@@ -184,37 +185,28 @@ def load_task(
     - ``template``: prompt template override, validated now.
     """
     key = str(name_or_path)
+    opts = _Options(type, columns, validation_fraction, train_fraction, seed, labels, template)
     if isinstance(name_or_path, str) and key in bundled_manifest():
-        task = _load_folder_task(bundled_dir() / key, key, type, columns, 0.0, 0.0, seed, labels, template)
+        folder = bundled_dir() / key
+        bundled = replace(opts, validation_fraction=0.0, train_fraction=0.0)
+        task = _build_task(_raw_from_folder(folder), key, str(folder), bundled)
         task.source = f"bundled:{key}"
         task.notes.insert(0, "bundled subset; see staytuned/data/ATTRIBUTION.md")
         return task
     if key.startswith("hf:"):
         hub_id, _, cfg = key[3:].partition(":")
-        raw = _raw_from_hub(hub_id, cfg or hub_config)
-        return _build_task(
-            raw, name or hub_id, key, type, columns, validation_fraction, train_fraction, seed, labels, template
-        )
+        return _build_task(_raw_from_hub(hub_id, cfg or hub_config), name or hub_id, key, opts)
     path = Path(key).expanduser()
     if path.is_dir():
-        return _load_folder_task(
-            path, name or path.name, type, columns, validation_fraction, train_fraction, seed, labels, template
-        )
+        return _build_task(_raw_from_folder(path), name or path.name, str(path), opts)
     if path.is_file():
-        raw = _raw_from_file(path)
-        return _build_task(
-            raw, name or path.stem, str(path), type, columns, validation_fraction, train_fraction, seed, labels, template
-        )
+        return _build_task(_raw_from_file(path), name or path.stem, str(path), opts)
     env_dir = os.environ.get(DATASETS_ENV)
     if env_dir and "/" not in key and (Path(env_dir) / key).is_dir():
-        return _load_folder_task(
-            Path(env_dir) / key, name or key, type, columns, validation_fraction, train_fraction, seed, labels, template
-        )
+        folder = Path(env_dir) / key
+        return _build_task(_raw_from_folder(folder), name or key, str(folder), opts)
     if isinstance(name_or_path, str) and _looks_like_hub_id(key) and not _offline():
-        raw = _raw_from_hub(key, hub_config)
-        return _build_task(
-            raw, name or key, f"hf:{key}", type, columns, validation_fraction, train_fraction, seed, labels, template
-        )
+        return _build_task(_raw_from_hub(key, hub_config), name or key, f"hf:{key}", opts)
     if not isinstance(name_or_path, str) or "/" in key or os.sep in key or key.endswith(DATA_SUFFIXES):
         raise InputError("no such file or folder", file=key, expected="an existing task file or folder")
     raise _unknown_name(key)
@@ -243,35 +235,38 @@ def _offline() -> bool:
     return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
 
 
-def _load_folder_task(
-    folder: Path,
-    name: str,
-    task_type: str | None,
-    columns: Mapping[str, str] | None,
-    validation_fraction: float,
-    train_fraction: float,
-    seed: int,
-    labels: Sequence[str] | None,
-    template: str | None,
-) -> Task:
-    raw = _raw_from_folder(folder)
-    return _build_task(
-        raw, name, str(folder), task_type, columns, validation_fraction, train_fraction, seed, labels, template
-    )
+@dataclass(frozen=True)
+class _Options:
+    """How :func:`load_task` maps and splits whatever source it reads (its keyword arguments)."""
+
+    task_type: str | None
+    columns: Mapping[str, str] | None
+    validation_fraction: float
+    train_fraction: float
+    seed: int
+    labels: Sequence[str] | None
+    template: str | None
 
 
-def _build_task(
-    raw: dict[str, RawSplit],
-    name: str,
-    source: str,
-    task_type: str | None,
-    columns: Mapping[str, str] | None,
-    validation_fraction: float,
-    train_fraction: float,
-    seed: int,
-    labels: Sequence[str] | None,
-    template: str | None,
-) -> Task:
+def _carve(splits: dict[str, list[Row]], into: str, source: str, fraction: float, seed: int, kind: str,
+           notes: list[str], *, keep_empty: bool = False) -> None:
+    """Move ``fraction`` of split ``source`` into the missing split ``into`` (stratified by label for
+    classification, grouped by article or context for qa), with a note saying how. A one-row
+    ``source`` carves nothing: ``into`` then stays missing, or is empty with ``keep_empty``."""
+    strat = "label" if kind == "classification" else None
+    group = _qa_group(splits[source]) if kind == "qa" else None
+    rest, carved = split_off(splits[source], fraction, seed, stratify_by=strat, group_by=group)
+    if not carved and not keep_empty:
+        return
+    splits[source], splits[into] = rest, carved
+    how = _GROUPED[group] if group else ("stratified by label" if strat else "uniformly")
+    notes.append(f"{into} carved from {source}: {len(carved)} of {len(carved) + len(rest)} rows "
+                 f"({fraction:g}, {how}, seed {seed})")
+
+
+def _build_task(raw: dict[str, RawSplit], name: str, source: str, opts: _Options) -> Task:
+    task_type, columns, labels, template = opts.task_type, opts.columns, opts.labels, opts.template
+    validation_fraction, train_fraction, seed = opts.validation_fraction, opts.train_fraction, opts.seed
     if task_type is not None and task_type not in TASK_TYPES:
         raise InputError("unknown task type", field="type", value=task_type, expected=" | ".join(TASK_TYPES))
     for frac_name, frac in (("validation_fraction", validation_fraction), ("train_fraction", train_fraction)):
@@ -301,26 +296,10 @@ def _build_task(
         if names is not None and labels is None and hf_names is None:
             hf_names = names
     assert kind is not None  # at least one split was read, or canonical_rows raised
-    strat = "label" if kind == "classification" else None
     if "train" not in splits and "validation" in splits and "test" in splits and train_fraction > 0:
-        group = _qa_group(splits["validation"]) if kind == "qa" else None
-        rest, carved = split_off(splits["validation"], train_fraction, seed, stratify_by=strat, group_by=group)
-        splits["validation"], splits["train"] = rest, carved
-        how = _GROUPED[group] if group else ("stratified by label" if strat else "uniformly")
-        notes.append(
-            f"train carved from validation: {len(carved)} of {len(carved) + len(rest)} rows "
-            f"({train_fraction:g}, {how}, seed {seed})"
-        )
+        _carve(splits, "train", "validation", train_fraction, seed, kind, notes, keep_empty=True)
     if "validation" not in splits and "train" in splits and validation_fraction > 0:
-        group = _qa_group(splits["train"]) if kind == "qa" else None
-        rest, carved = split_off(splits["train"], validation_fraction, seed, stratify_by=strat, group_by=group)
-        if carved:
-            splits["train"], splits["validation"] = rest, carved
-            how = _GROUPED[group] if group else ("stratified by label" if strat else "uniformly")
-            notes.append(
-                f"validation carved from train: {len(carved)} of {len(carved) + len(rest)} rows "
-                f"({validation_fraction:g}, {how}, seed {seed})"
-            )
+        _carve(splits, "validation", "train", validation_fraction, seed, kind, notes)
     if not splits:
         raise InputError("no labeled rows in any split", file=source)
     label_list: list[str] = []
@@ -350,12 +329,5 @@ def _build_task(
             )
     if template is not None:
         validate_template(kind, template)
-    return Task(
-        name=name,
-        type=kind,
-        splits=splits,
-        labels=label_list,
-        source=source,
-        template=template,
-        notes=notes,
-    )
+    return Task(name=name, type=kind, splits=splits, labels=label_list, source=source, template=template,
+                notes=notes)

@@ -196,7 +196,8 @@ def build_chat_example(
     def render(r: Row) -> str:
         return render_prompt(format_instruction(task, r, template), tokenizer, use_chat_template=use_chat_template)
 
-    budget = max_tokens - _n_tokens(tokenizer, target + completion_suffix(tokenizer, use_chat_template=use_chat_template))
+    suffix = completion_suffix(tokenizer, use_chat_template=use_chat_template)
+    budget = max_tokens - _n_tokens(tokenizer, target + suffix)
     anchor = target if task.type == "qa" else None
     return _fit(task, row, render, tokenizer, budget, anchor=anchor), target
 
@@ -215,9 +216,10 @@ def _window(text: str, n_chars: int, anchor: str | None) -> str:
     if n_chars >= len(text):
         return text
     pos = text.find(anchor) if anchor else -1
+    n_anchor = len(anchor) if anchor else 0
     start = 0
     if pos >= 0:  # centre the window on the answer, clamped to the text
-        start = max(0, min(pos + len(anchor) // 2 - n_chars // 2, len(text) - n_chars))
+        start = max(0, min(pos + n_anchor // 2 - n_chars // 2, len(text) - n_chars))
     end = start + n_chars
     # Snap inwards to word boundaries so no half words are shown, unless that would cut the
     # anchor or leave nothing.
@@ -227,7 +229,7 @@ def _window(text: str, n_chars: int, anchor: str | None) -> str:
             start = sp + 1
     if end < len(text):
         sp = text.rfind(" ", start, end)
-        if sp > start and (pos < 0 or sp >= pos + len(anchor)):
+        if sp > start and (pos < 0 or sp >= pos + n_anchor):
             end = sp
     return text[start:end].strip()
 

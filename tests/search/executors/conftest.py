@@ -30,6 +30,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from st_ray_helpers import free_port, worker_env  # noqa: E402
+
 VENV_BIN = Path(sys.executable).parent
 OBJECT_STORE = str(100 * 1024**2)  # bytes; Ray's minimum is 75 MB
 

@@ -49,7 +49,7 @@ def test_make_executor_refuses_ray_settings_for_the_local_backend():
                           ({"ray_address": "auto"}, "ray_address")):
         with pytest.raises(InputError, match=f"field '{field}'.*only the ray backend"):
             make_executor("local", **kwargs)
-    with pytest.raises(InputError, match="field 'backend'.*local or ray"):
+    with pytest.raises(InputError, match=r"field 'backend'.*local or ray"):
         make_executor("slurm")
     with pytest.raises(InputError, match="field 'workers'"):
         make_executor("local").check(0)

@@ -46,8 +46,11 @@ def _quiet() -> None:
 
     import optuna
 
+    from staytuned._noise import quiet_third_party_warnings
+
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    quiet_third_party_warnings()  # a spawned process starts with the default filters
 
 
 def threads_per_worker(workers: int, requested: int | None = None) -> int:
@@ -84,7 +87,7 @@ def _entry(target: Callable[..., int], spec: Any, queue: Any, verbose: bool,
 def for_worker(spec: Any, index: int) -> Any:
     """Worker i samples with seed + i: identical seeds would make every worker's random
     (startup) trials the same configs. The trials' own seed (settings.seed) is unchanged."""
-    if index and dataclasses.is_dataclass(spec) and hasattr(spec, "seed"):
+    if index and dataclasses.is_dataclass(spec) and not isinstance(spec, type) and hasattr(spec, "seed"):
         return dataclasses.replace(spec, seed=spec.seed + index)
     return spec
 

@@ -36,6 +36,8 @@ from staytuned.errors import DependencyError, InputError, StaytunedError, Storag
 from staytuned.search.executors.base import ExecutorReport, check_workers, total_of
 
 if TYPE_CHECKING:  # only for annotations: importing search.study pulls in Optuna
+    from typing_extensions import TypeIs
+
     from staytuned.search.study import Counts, GridSpec, StudySpec
 
     AnySpec = StudySpec | GridSpec
@@ -339,7 +341,7 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
 
 
-def _is_tune(spec: Any) -> bool:
+def _is_tune(spec: AnySpec) -> TypeIs[StudySpec]:
     return hasattr(spec, "study_name")
 
 

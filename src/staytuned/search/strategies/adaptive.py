@@ -29,7 +29,7 @@ import numpy as np
 
 from staytuned.errors import InputError
 from staytuned.search.strategies.base import Strategy, close
-from staytuned.search.strategies.planning import PLAN_ATTR, PlanningSampler
+from staytuned.search.strategies.planning import PLAN_ATTR, DistinctSampler
 
 if TYPE_CHECKING:
     from optuna.samplers import BaseSampler
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
     from staytuned.results import ScoreMatrix
-    from staytuned.space import SearchSpace
+    from staytuned.search.space import SearchSpace
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,8 @@ def dataset_weights(norm: np.ndarray, tried: Sequence[int], observed: Sequence[f
     same_best = (filled.argmax(axis=0) == best_obs) & np.isfinite(filled.max(axis=0))
     agreement = tau + settings.best_bonus * same_best
     w = np.exp(settings.beta * (agreement - agreement.max()))
-    return w / w.sum() * m
+    out: np.ndarray = w / w.sum() * m
+    return out
 
 
 def next_config(norm: np.ndarray, tried: Sequence[int], observed: Sequence[float],
@@ -101,7 +102,7 @@ def next_config(norm: np.ndarray, tried: Sequence[int], observed: Sequence[float
         covers = filled >= (1.0 - settings.tol) - 1e-12
     if tried_set:
         t_idx = sorted(tried_set)
-        covered = covers[t_idx].any(axis=0)
+        covered = np.asarray(covers[t_idx].any(axis=0))
         best_tried = filled[t_idx].max(axis=0)
     else:
         covered = np.zeros(m, bool)
@@ -115,7 +116,7 @@ def next_config(norm: np.ndarray, tried: Sequence[int], observed: Sequence[float
     return int(c[order[0]])
 
 
-def adaptive_order(norm: np.ndarray, lookup: Sequence[float], k: int,
+def adaptive_order(norm: np.ndarray, lookup: Sequence[float] | np.ndarray, k: int,
                    candidates: Sequence[int] | None = None,
                    settings: AdaptiveSettings = AdaptiveSettings(),
                    covers: np.ndarray | None = None) -> list[int]:
@@ -137,7 +138,8 @@ def adaptive_order(norm: np.ndarray, lookup: Sequence[float], k: int,
 class CBSAdaptive(Strategy):
     name = "cbs-adaptive"
     needs = "scores"
-    distinct = "each config is planned under the storage lock; running configs count as tried"
+    distinct = ("each config is planned under the storage lock, running ones counting as tried; "
+                "once every candidate is tried, as tpe")
 
     @property
     def settings(self) -> AdaptiveSettings:
@@ -151,29 +153,29 @@ class CBSAdaptive(Strategy):
         fallback = optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=1,
                                               constant_liar=True)
         return CBSAdaptiveSampler(self.space, matrix, context=self.context, fallback=fallback,
-                                  settings=self.settings, lock_url=storage_url)
+                                  settings=self.settings, lock_url=storage_url, seed=self.seed)
 
 
-class CBSAdaptiveSampler(PlanningSampler):
+class CBSAdaptiveSampler(DistinctSampler):
     """Optuna sampler: chooses whole configs with :func:`next_config`.
 
     The candidates are the offline table's configs that fit the space. The plan of a trial is
     decided in ``before_trial`` and stored as a system attr, so concurrent workers treat a running
-    trial's config as taken. When every candidate has been tried, ``fallback`` (TPE) takes over.
+    trial's config as taken. When every candidate has been tried, ``fallback`` (TPE) takes over,
+    behind :class:`DistinctSampler`'s guard.
     """
 
     def __init__(self, space: SearchSpace, matrix: ScoreMatrix, *,
                  context: Mapping[str, Any] | None = None, fallback: BaseSampler | None = None,
                  settings: AdaptiveSettings = AdaptiveSettings(),
-                 lock_url: str | None = None) -> None:
+                 lock_url: str | None = None, seed: int | None = None) -> None:
         import optuna
 
         from staytuned.cbs import covers, normalize
 
-        super().__init__(fallback or optuna.samplers.TPESampler(n_startup_trials=1),
-                         lock_url=lock_url, lock_name="cbs-adaptive-plan")
-        self._space = space
-        self._context = dict(context or {})
+        # relative=False: the fallback samples each param on its own, as it always has
+        super().__init__(fallback or optuna.samplers.TPESampler(n_startup_trials=1), space,
+                         context=context, seed=seed, lock_url=lock_url, relative=False)
         self._settings = settings
         rows, params = [], []
         for i, hps in enumerate(matrix.hps):
@@ -198,21 +200,23 @@ class CBSAdaptiveSampler(PlanningSampler):
         tried, observed = [], []
         sign = 1.0 if study.direction.name == "MAXIMIZE" else -1.0
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING,
-                                                          TrialState.PRUNED, TrialState.FAIL)):
+                                                          TrialState.PRUNED, TrialState.FAIL,
+                                                          TrialState.WAITING)):
             if t.number == trial.number:
                 continue
-            params = t.system_attrs.get(PLAN_ATTR) or t.params
+            params = {**t.system_attrs.get("fixed_params", {}),
+                      **(t.system_attrs.get(PLAN_ATTR) or {}), **t.params}
             row = self._row_of(params)
             if row is None:
                 continue
             tried.append(row)
-            ok = t.state == TrialState.COMPLETE and t.value is not None
+            value = t.value if t.state == TrialState.COMPLETE else None
             # running/failed configs count as tried; their score is unknown (worst for failures)
-            observed.append(sign * t.value if ok else (-np.inf if t.state == TrialState.FAIL
-                                                       else np.nan))
+            observed.append(sign * value if value is not None else (-np.inf if t.state == TrialState.FAIL
+                                                                    else np.nan))
         untried = [i for i in range(len(self._params)) if i not in set(tried)]
         if not untried:
-            return None  # every candidate tried: the fallback (TPE) samples
+            return super()._plan(study, trial)  # every candidate tried: the fallback (TPE)
         obs = np.array(observed, dtype=float)
         finite = np.isfinite(obs)
         if (~finite).any() and finite.any():  # failures rank below every success

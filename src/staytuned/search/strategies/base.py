@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     from optuna.samplers import BaseSampler
 
     from staytuned.results import ScoreMatrix
+    from staytuned.search.space import SearchSpace
     from staytuned.search.strategies.adaptive import AdaptiveSettings
-    from staytuned.space import SearchSpace
 
 # What a strategy needs from past results: nothing, a CBS ranking (a results table or the shipped
 # recommendations), or per-dataset scores (a results table).
@@ -109,7 +109,8 @@ def check_strategy(name: str) -> str:
 
 def strategy_class(name: str) -> type[Strategy]:
     module, cls = _REGISTRY[check_strategy(name)].split(":")
-    return getattr(importlib.import_module(f"staytuned.search.strategies.{module}"), cls)
+    found: type[Strategy] = getattr(importlib.import_module(f"staytuned.search.strategies.{module}"), cls)
+    return found
 
 
 def build_strategy(name: str, *, space: SearchSpace, seed: int = 0, n_trials: int = 10,
@@ -152,13 +153,13 @@ def experimental_ok() -> Iterator[None]:
 def close(a: Any, b: Any) -> bool:
     """Equal values, numbers up to float noise (16 vs 16.0, 1e-4 vs 0.0001)."""
     if isinstance(a, str) or isinstance(b, str):
-        return a == b
+        return bool(a == b)
     try:
         import numpy as np
 
         return bool(np.isclose(float(a), float(b), rtol=1e-6, atol=1e-12))
     except (TypeError, ValueError):
-        return a == b
+        return bool(a == b)
 
 
 def same_config(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from optuna.samplers import BaseSampler
 
     from staytuned.results import ColumnSpec
-    from staytuned.space import SearchSpace
+    from staytuned.search.space import SearchSpace
 
 
 class CBS(Strategy):
@@ -30,12 +30,16 @@ class CBS(Strategy):
 
     name = "cbs"
     needs = "ranking"
-    distinct = "enqueued configs are claimed atomically from the storage"
+    distinct = ("the ranked configs are enqueued once under the storage lock and each is claimed "
+                "atomically by one trial; past the ranking, as random")
 
     def sampler(self, *, storage_url: str | None = None) -> BaseSampler:
         import optuna
 
-        return optuna.samplers.RandomSampler(seed=self.seed)
+        from staytuned.search.strategies.planning import DistinctSampler
+
+        return DistinctSampler(optuna.samplers.RandomSampler(seed=self.seed), self.space,
+                               context=self.context, seed=self.seed, lock_url=storage_url)
 
     def initial_queue(self, *, kind: str = "tune") -> list[dict[str, Any]]:
         return cbs_queue(self._offline(), self.space, self.context, self.ranked_first)
@@ -49,10 +53,14 @@ class CBSThenTPE(CBS):
     """CBS's top ``cbs_k`` enqueued first, then TPE, which sees their results."""
 
     name = "cbs+tpe"
-    distinct = "enqueued configs are claimed atomically; then TPE's constant liar"
+    distinct = ("the ranked configs are enqueued once under the storage lock and each is claimed "
+                "atomically by one trial; then as tpe")
 
     def sampler(self, *, storage_url: str | None = None) -> BaseSampler:
-        return tpe_sampler(self.seed, self.cbs_k)
+        from staytuned.search.strategies.planning import DistinctSampler
+
+        return DistinctSampler(tpe_sampler(self.seed, self.cbs_k), self.space,
+                               context=self.context, seed=self.seed, lock_url=storage_url)
 
     @property
     def ranked_first(self) -> int:
@@ -83,7 +91,7 @@ def offline_for(strategy: str, *, cbs_table: str | None = None, model: str | Non
                          field="cbs_table",
                          expected="a results table (e.g. `results export`); one ships "
                                   "only for the models of our own studies (smollm2-135m)")
-    return offline_from_table(str(table), model=resolve_model(model), method=method,
+    return offline_from_table(str(table), model=resolve_model(model) if model else None, method=method,
                               train_size=train_size)
 
 
@@ -99,7 +107,7 @@ def offline_from_table(path: str, *, model: str | None = None, method: str | Non
     for axis, want in (("model", model), ("method", method), ("train_size", train_size)):
         vals = table.values(axis)
         if len(vals) > 1 and axis == "train_size":
-            kw[axis] = nearest_size([int(v) for v in vals], want)
+            kw[axis] = nearest_size([int(v) for v in vals], train_size)
         elif len(vals) > 1 and want is not None:
             if any(str(v) == str(want) for v in vals):
                 kw[axis] = want
@@ -159,17 +167,18 @@ def project(config: Mapping[str, Any], space: SearchSpace,
         except (TypeError, ValueError):
             continue
         if not p.continuous:
-            log = p.log or x > 0 and min(p.values) > 0
+            log = p.log or (x > 0 and min(p.values) > 0)
             out[p.name] = min(p.values, key=lambda c: _dist(float(c), x, log))
         else:
-            clipped = min(max(x, float(p.low)), float(p.high))
+            low, high = p.bounds()
+            clipped = min(max(x, low), high)
             out[p.name] = int(round(clipped)) if p.type == "int" else clipped
     return out
 
 
 def _dist(a: float, b: float, log: bool) -> float:
     if log and a > 0 and b > 0:
-        return abs(np.log(a) - np.log(b))
+        return float(abs(np.log(a) - np.log(b)))
     return abs(a - b)
 
 

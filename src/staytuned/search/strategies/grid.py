@@ -17,8 +17,9 @@ class Grid(Strategy):
     since GridSampler only knows products. A ``grid`` study always enqueues its points."""
 
     name = "grid"
-    distinct = ("enqueued points are claimed atomically from the storage; GridSampler hands out "
-                "each product point once")
+    distinct = ("enqueued points are claimed atomically from the storage; GridSampler's point is "
+                "chosen under the storage lock, and a taken one (another seed shuffles the grid "
+                "otherwise) is swapped for an untried one")
 
     @property
     def cartesian(self) -> bool:
@@ -32,10 +33,14 @@ class Grid(Strategy):
     def sampler(self, *, storage_url: str | None = None) -> BaseSampler:
         import optuna
 
+        from staytuned.search.strategies.planning import DistinctSampler
+
         if self.cartesian:
             ctx = self.cell_context()
             grid = {p.name: p.grid_values() for p in self.space.params if p.active(ctx)}
-            return optuna.samplers.GridSampler(grid, seed=self.seed)
+            return DistinctSampler(optuna.samplers.GridSampler(grid, seed=self.seed), self.space,
+                                   context=self.context, seed=self.seed, lock_url=storage_url,
+                                   grid_only=True)
         return optuna.samplers.RandomSampler(seed=self.seed)  # unused: the points are enqueued
 
     def initial_queue(self, *, kind: str = "tune") -> list[dict[str, Any]]:
@@ -49,10 +54,12 @@ class Grid(Strategy):
 
 
 def grid_done(study: Study, sampler: BaseSampler) -> bool:
-    """Whether every point of a GridSampler's grid has been handed to a trial."""
+    """Whether every point of a GridSampler's grid (``sampler``'s, or the one it wraps) has been
+    handed to a trial."""
     from optuna.trial import TrialState
 
-    n_grid = len(sampler._all_grids)  # type: ignore[attr-defined]  # GridSampler's own grid
+    grid_sampler: Any = getattr(sampler, "inner", sampler)
+    n_grid = len(grid_sampler._all_grids)  # GridSampler's own (private) grid
     seen = {t.system_attrs.get("grid_id") for t in study.get_trials(
         deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL,
                                 TrialState.RUNNING))}

@@ -1,4 +1,4 @@
-"""``random``: Optuna's RandomSampler."""
+"""``random``: Optuna's RandomSampler, behind the duplicate guard."""
 
 from __future__ import annotations
 
@@ -7,14 +7,18 @@ from typing import TYPE_CHECKING
 from staytuned.search.strategies.base import Strategy
 
 if TYPE_CHECKING:
-    from optuna.samplers import BaseSampler
+    from staytuned.search.strategies.planning import DistinctSampler
 
 
 class Random(Strategy):
     name = "random"
-    distinct = "each worker samples with its own seed (seed + worker index)"
+    distinct = ("each config is drawn under the storage lock and a taken one (equal seeds draw "
+                "equal configs) is swapped for an untried one")
 
-    def sampler(self, *, storage_url: str | None = None) -> BaseSampler:
+    def sampler(self, *, storage_url: str | None = None) -> DistinctSampler:
         import optuna
 
-        return optuna.samplers.RandomSampler(seed=self.seed)
+        from staytuned.search.strategies.planning import DistinctSampler
+
+        return DistinctSampler(optuna.samplers.RandomSampler(seed=self.seed), self.space,
+                               context=self.context, seed=self.seed, lock_url=storage_url)

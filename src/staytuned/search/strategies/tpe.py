@@ -9,10 +9,12 @@ from staytuned.search.strategies.base import Strategy, experimental_ok, startup_
 if TYPE_CHECKING:
     from optuna.samplers import TPESampler
 
+    from staytuned.search.strategies.planning import DistinctSampler
+
 
 def tpe_sampler(seed: int, n_startup: int) -> TPESampler:
     """Multivariate TPE, grouped so conditional params get their own models, with constant liar
-    so concurrent workers do not get the same config."""
+    so concurrent workers steer away from the configs others are running."""
     import optuna
 
     with experimental_ok():
@@ -22,7 +24,12 @@ def tpe_sampler(seed: int, n_startup: int) -> TPESampler:
 
 class TPE(Strategy):
     name = "tpe"
-    distinct = "constant liar: running trials count as done with a bad score"
+    distinct = ("each config is planned under the storage lock, so constant liar sees every "
+                "running trial's config; a taken one (equal seeds draw equal startup configs) is "
+                "swapped for an untried one")
 
-    def sampler(self, *, storage_url: str | None = None) -> TPESampler:
-        return tpe_sampler(self.seed, startup_trials(self.n_trials))
+    def sampler(self, *, storage_url: str | None = None) -> DistinctSampler:
+        from staytuned.search.strategies.planning import DistinctSampler
+
+        return DistinctSampler(tpe_sampler(self.seed, startup_trials(self.n_trials)), self.space,
+                               context=self.context, seed=self.seed, lock_url=storage_url)

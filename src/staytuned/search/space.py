@@ -49,6 +49,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from staytuned._util.mapping import load_data
 from staytuned.errors import InputError
 from staytuned.hparams.schema import CELL_AXES, EXECUTION_SETTINGS, HParam, execution_error, hparams
 
@@ -79,6 +80,12 @@ class Param:
         """True when samplers search a range rather than a list of values."""
         return self.type != "categorical" and self.low is not None
 
+    def bounds(self) -> tuple[float, float]:
+        """``(low, high)`` of a range param, as floats."""
+        if self.low is None or self.high is None:
+            raise ValueError(f"param {self.name!r} has no range")
+        return float(self.low), float(self.high)
+
     def distribution(self) -> Any:
         """The Optuna distribution the samplers use."""
         from optuna.distributions import (
@@ -89,26 +96,28 @@ class Param:
 
         if not self.continuous:
             return CategoricalDistribution(list(self.values))
+        low, high = self.bounds()
         if self.type == "int":
-            return IntDistribution(int(self.low), int(self.high), log=self.log,
+            return IntDistribution(int(low), int(high), log=self.log,
                                    step=1 if self.log or self.step is None else self.step)
-        return FloatDistribution(float(self.low), float(self.high), log=self.log)
+        return FloatDistribution(float(low), float(high), log=self.log)
 
     def suggest(self, trial: Any) -> Any:
         """Ask an Optuna trial (public suggest_* API) for this param's value."""
         if not self.continuous:
             return trial.suggest_categorical(self.name, list(self.values))
+        low, high = self.bounds()
         if self.type == "int":
             step = 1 if self.log or self.step is None else self.step
-            return trial.suggest_int(self.name, int(self.low), int(self.high), step=step,
-                                     log=self.log)
-        return trial.suggest_float(self.name, float(self.low), float(self.high), log=self.log)
+            return trial.suggest_int(self.name, int(low), int(high), step=step, log=self.log)
+        return trial.suggest_float(self.name, float(low), float(high), log=self.log)
 
     def grid_values(self) -> list[Any]:
         if self.values:
             return list(self.values)
         # An int range with a step enumerates itself; validation guarantees one of the two.
-        return list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
+        low, high = self.bounds()
+        return list(range(int(low), int(high) + 1, int(self.step or 1)))
 
     def active(self, context: Mapping[str, Any]) -> bool:
         """Whether the conditions in ``when`` hold for the values chosen so far."""
@@ -121,7 +130,8 @@ class Param:
             x = float(value)
         except (TypeError, ValueError):
             return False
-        return float(self.low) * (1 - 1e-9) <= x <= float(self.high) * (1 + 1e-9)
+        low, high = self.bounds()
+        return float(low) * (1 - 1e-9) <= x <= float(high) * (1 + 1e-9)
 
 
 @dataclass(frozen=True)
@@ -174,7 +184,7 @@ class SearchSpace:
                 yield dict(config), levels
                 return
             p = self.params[i]
-            if not p.active(ctx) or p.name in ctx and p.name in partners:  # inactive, or zipped
+            if not p.active(ctx) or (p.name in ctx and p.name in partners):  # inactive, or zipped
                 yield from expand(i + 1, ctx, config, levels)
                 return
             group = [self.param(n) for n in partners.get(p.name, (p.name,))]
@@ -278,8 +288,6 @@ def preset_names() -> list[str]:
 
 def load_space(ref: str | Path | Mapping[str, Any]) -> SearchSpace:
     """Load ``preset:<name>``, a YAML file path, or an already parsed mapping."""
-    import yaml
-
     if isinstance(ref, Mapping):
         return parse_space(ref, source="<memory>")
     text_ref = str(ref)
@@ -289,15 +297,9 @@ def load_space(ref: str | Path | Mapping[str, Any]) -> SearchSpace:
         if not res.is_file():
             raise InputError("unknown space preset", field="space", value=text_ref,
                              expected="one of " + ", ".join(f"preset:{n}" for n in preset_names()))
-        return parse_space(yaml.safe_load(res.read_text(encoding="utf-8")), source=text_ref)
-    path = Path(text_ref)
-    if not path.is_file():
-        raise InputError("space file not found", file=text_ref,
-                         expected="a YAML file or preset:<name> (" + ", ".join(preset_names()) + ")")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise InputError(f"not valid YAML: {exc}", file=text_ref) from None
+        return parse_space(load_data(res, name=text_ref), source=text_ref)
+    data = load_data(text_ref, what="space file",
+                     expected="a YAML file or preset:<name> (" + ", ".join(preset_names()) + ")")
     return parse_space(data, source=text_ref)
 
 
@@ -338,12 +340,14 @@ def parse_space(data: Any, *, source: str = "<memory>") -> SearchSpace:
                 spec = {"type": "categorical", "choices": spec}
             else:
                 fixed[name] = _check_value(name, spec, hps, source)
+                known.add(name)
                 continue
         params.append(_parse_param(name, spec, hps, source, known))
         known.add(name)
     if not params and not fixed:
         raise InputError("the space has no parameters", file=source, field="params")
     by_name = {p.name: p for p in params}
+    _check_conditions(params, fixed, source)
     zip_groups = _parse_zip(data.get("zip"), by_name, source)
     half = _parse_half_fraction(data.get("half_fraction"), by_name, zip_groups, source)
     points = _parse_points(data.get("points"), params, fixed, hps, source)
@@ -538,6 +542,47 @@ def _parse_when(name: str, when: Any, source: str, known: set[str]
     return tuple(out)
 
 
+METHODS = ("lora", "full")
+
+
+def _check_conditions(params: list[Param], fixed: Mapping[str, Any], source: str) -> None:
+    """Every value a ``when`` names must be one its parameter can take: a typo (``lora_r`` when
+    ``method: lroa``, a choice the referenced parameter lacks, a value beside a fixed one) would
+    otherwise silently switch the parameter off in every trial."""
+    by_name = {p.name: p for p in params}
+    for p in params:
+        for cond, allowed in p.when:
+            if cond in fixed:
+                possible: str | None = None if any(_same(v, fixed[cond]) for v in allowed) \
+                    else f"{fixed[cond]!r} (its fixed value)"
+                bad = [] if possible is None else list(allowed)
+            elif cond in by_name:
+                ref = by_name[cond]
+                bad = [v for v in allowed if not _takes(ref, v)]
+                possible = (", ".join(map(repr, ref.values)) if not ref.continuous
+                            else f"a number in [{ref.low}, {ref.high}]" + (
+                                f" in steps of {ref.step}" if ref.step else ""))
+            elif cond == "method":
+                bad = [v for v in allowed if v not in METHODS]
+                possible = " or ".join(METHODS)
+            else:  # model, task, train_size: cell axes any value of which may come
+                continue
+            if bad:
+                raise InputError(f"'when' names a value {cond} never takes", file=source,
+                                 field=f"{p.name}.when.{cond}", value=bad[0],
+                                 expected=possible)
+
+
+def _takes(p: Param, v: Any) -> bool:
+    """Whether a sampler (or the grid) can give ``p`` the value ``v``."""
+    if not p.contains(v):
+        return False
+    if p.continuous and p.type == "int":
+        f = float(v)
+        return f.is_integer() and (p.log or not p.step or (f - p.bounds()[0]) % p.step == 0)
+    return True
+
+
 def _check_name(name: Any, hps: Mapping[str, Any], source: str, kind: str) -> None:
     if name in EXECUTION_SETTINGS:
         raise execution_error(str(name), file=source)
@@ -589,11 +634,11 @@ def _canon(v: Any) -> Any:
 
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool) or isinstance(a, str) or isinstance(b, str):
-        return a == b
+        return bool(a == b)
     try:
         fa, fb = float(a), float(b)
     except (TypeError, ValueError):
-        return a == b
+        return bool(a == b)
     return math.isclose(fa, fb, rel_tol=1e-6, abs_tol=1e-12)
 
 
@@ -606,5 +651,13 @@ def product_size(space: SearchSpace) -> int:
     return math.prod(len(p.grid_values()) for p in space.params) if space.params else 1
 
 
-__all__ = ["Param", "SearchSpace", "config_id", "load_space", "parse_space", "preset_names",
-           "TRAIN_HPS", "DECODE_HPS"]
+__all__ = [
+    "DECODE_HPS",
+    "TRAIN_HPS",
+    "Param",
+    "SearchSpace",
+    "config_id",
+    "load_space",
+    "parse_space",
+    "preset_names",
+]
