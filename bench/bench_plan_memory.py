@@ -49,15 +49,17 @@ rss_imports = memory.current_rss_mb()
 folder = _gguf_cache(smollm2_gguf_path())
 if method == "qlora":
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+    before_bnb = memory.current_rss_mb()
     import bitsandbytes
     rss_imports = memory.current_rss_mb()  # bitsandbytes' own libraries count as runtime
+    extra_bnb = {"bnb_import_mb": rss_imports - before_bnb}
     q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
     model = AutoModelForCausalLM.from_pretrained(folder, quantization_config=q, device_map="cpu")
     tokenizer = AutoTokenizer.from_pretrained(folder)
     for p in model.parameters():
         p.requires_grad_(False)
     loaded = LoadedModel(model, tokenizer, "smollm2-135m-nf4")
-    extra = {"bitsandbytes": bitsandbytes.__version__}
+    extra = {"bitsandbytes": bitsandbytes.__version__, **extra_bnb}
 else:
     cache = ModelCache(device="cpu")
     loaded = cache.get("smollm2-135m")
@@ -90,6 +92,8 @@ longest = max(len(e.input_ids) for e in examples)
 max_target = max(e.n_target for e in examples)
 micro = max(1, min(batch, CPU_TOKEN_BUDGET // longest))
 rss_loaded = memory.current_rss_mb()
+# File-backed pages count in RSS too: a 4-bit load from fp32 safetensors keeps the file mapped.
+status = {l.split(":")[0]: int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith(("RssAnon", "RssFile"))}
 cfg = {"method": "lora" if method == "qlora" else method, "learning_rate": 1e-4, "epochs": 1,
        "batch_size": batch, "max_seq_length": seq}
 r = run_trial(loaded, task, cfg, train_size=rows_n, eval_size=2, micro_batch_size=micro, precision=precision)
@@ -98,6 +102,7 @@ print(json.dumps({"method": method, "seq": seq, "precision": r.precision, "micro
                   "steps": r.steps, "longest_example": longest, "max_target": max_target,
                   "trainer_micro_batch": micro, "token_budget": CPU_TOKEN_BUDGET,
                   "rss_after_imports_mb": rss_imports, "rss_loaded_mb": rss_loaded, "param_mb": param_mb,
+                  "rss_file_loaded_mb": status.get("RssFile"), "rss_anon_loaded_mb": status.get("RssAnon"),
                   "runtime_mb": rss_loaded - param_mb, "peak_mb": r.peak_memory_mb,
                   "train_tokens_per_s": r.train_tokens_per_s, "runtime_s": r.runtime_s, **extra}))
 """

@@ -17,7 +17,7 @@ def _manual_greedy(backend, prompt, max_new, freq=0.0, pres=0.0):
     tok, model = backend.tokenizer, backend.model
     ids = tok(prompt)["input_ids"]
     generated: list[int] = []
-    eos = set(backend._eos_ids())
+    eos = set(backend.eos_ids())
     with torch.no_grad():
         for _ in range(max_new):
             logits = model(torch.tensor([ids + generated])).logits[0, -1].tolist()

@@ -268,6 +268,16 @@ def test_smollm2_lora_estimate_matches_a_real_trial() -> None:
     """A real LoRA trial of SmolLM2 at 128 tokens: its measured peak RSS is within +-25% of the plan."""
     pytest.importorskip("torch")
     pytest.importorskip("peft")
+    from staytuned.models import smollm2_gguf_path
+
+    try:
+        smollm2_gguf_path()
+    except InputError as exc:
+        pytest.skip(str(exc))
+    # Dequantize the GGUF into the cache first, in another process: its freed buffers would
+    # otherwise sit in the measured process's heap when the trial starts.
+    subprocess.run([sys.executable, "-c", "from staytuned.models import _gguf_cache, smollm2_gguf_path; "
+                    "_gguf_cache(smollm2_gguf_path())"], check=True, capture_output=True)
     code = r"""
 import json, torch
 torch.set_num_threads(1)

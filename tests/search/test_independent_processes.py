@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+# Each case starts three staytuned processes (~13 s): part of the full suite, not the fast tier.
+pytestmark = pytest.mark.slow
+
 from staytuned.search.records import read_records
 from staytuned.search.strategies import STRATEGIES
 

@@ -24,7 +24,7 @@ def _sizes(text: str) -> list[str]:
 
 
 def _component_table(plan: Any) -> Table:
-    table = Table(title=f"{plan.model.name}: {plan.requested.describe()} on {plan.device.label}",
+    table = Table(title=f"{plan.model.name}: {plan.setting.describe()} on {plan.device.label}",
                   box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
     table.add_column("component")
     table.add_column("GiB", justify="right", no_wrap=True)
@@ -42,8 +42,8 @@ def _print_plan(plan: Any) -> None:
     style = "green" if plan.fits else "red"
     head, _, rest = plan.verdict.partition(":")
     out.print(f"[bold {style}]{head}[/]:{rest}", highlight=False)
-    if plan.fits and plan.setting != plan.requested:
-        out.print(f"chosen: {plan.setting.describe()}", highlight=False)
+    if plan.setting != plan.requested:
+        out.print(f"requested: {plan.requested.describe()}", highlight=False)
 
 
 def _print_sizes(plans: list[Any]) -> None:

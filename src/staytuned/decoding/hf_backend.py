@@ -143,11 +143,14 @@ class HFBackend:
 
     # -- generation ------------------------------------------------------------------------------
     def generate(self, prompts: Sequence[str], config: DecodingConfig, *, raw: bool = False,
-                 on_batch: Callable[[int], None] | None = None) -> list[Generation]:
+                 on_batch: Callable[[int], None] | None = None, streamer: Any = None,
+                 stop_when: Any = None) -> list[Generation]:
         """One generation per prompt, in order.
 
         ``raw=True`` skips the chat template (prompts already rendered, e.g. by the task templates
         or the server's chat endpoint). ``on_batch(n)`` is called after each batch of n prompts.
+        ``streamer`` (a transformers streamer) receives the tokens as they are generated and
+        ``stop_when`` (a StoppingCriteria) can end generation early: the server streams with them.
         """
         import torch
 
@@ -166,7 +169,8 @@ class HFBackend:
                 torch.manual_seed(config.seed)
             for start in range(0, len(order), self.batch_size):
                 idx = order[start:start + self.batch_size]
-                batch = self._generate_batch([encoded[i] for i in idx], config)
+                batch = self._generate_batch([encoded[i] for i in idx], config, streamer=streamer,
+                                             stop_when=stop_when)
                 for i, (text, reason, stop, n_out) in zip(idx, batch, strict=True):
                     results[i] = Generation(prompt=prompts[i], text=text, finish_reason=reason,
                                             n_prompt_tokens=len(encoded[i]), n_output_tokens=n_out,
@@ -187,8 +191,8 @@ class HFBackend:
         device = getattr(self.model, "device", None)
         return [device] if device is not None and getattr(device, "type", "cpu") == "cuda" else []
 
-    def _generate_batch(self, ids: list[list[int]], config: DecodingConfig
-                        ) -> list[tuple[str, FinishReason, str | None, int]]:
+    def _generate_batch(self, ids: list[list[int]], config: DecodingConfig, *, streamer: Any = None,
+                        stop_when: Any = None) -> list[tuple[str, FinishReason, str | None, int]]:
         import torch
         from transformers import GenerationConfig, StoppingCriteriaList
 
@@ -203,7 +207,7 @@ class HFBackend:
                                  dtype=torch.long)
         device = getattr(self.model, "device", torch.device("cpu"))
         input_ids, attention = input_ids.to(device), attention.to(device)
-        eos = self._eos_ids()
+        eos = self.eos_ids()
         gen_config = GenerationConfig(
             max_new_tokens=config.max_new_tokens, do_sample=config.do_sample,
             repetition_penalty=1.0, pad_token_id=pad, eos_token_id=eos or None,
@@ -217,11 +221,13 @@ class HFBackend:
         stopping = StoppingCriteriaList()
         if config.stop:
             stopping.append(StopSequenceCriteria(tok, config.stop, prompt_length=width))
+        if stop_when is not None:
+            stopping.append(stop_when)
         with torch.no_grad():
             out = self.model.generate(
                 input_ids=input_ids, attention_mask=attention, generation_config=gen_config,
                 logits_processor=build_processors(config, prompt_length=width),
-                stopping_criteria=stopping,
+                stopping_criteria=stopping, **({"streamer": streamer} if streamer is not None else {}),
             )
         rows: list[tuple[str, FinishReason, str | None, int]] = []
         for row in out[:, width:].tolist():
@@ -242,7 +248,7 @@ class HFBackend:
                 rows.append((text, reason, None, n))
         return rows
 
-    def _eos_ids(self) -> list[int]:
+    def eos_ids(self) -> list[int]:
         """EOS ids of the model and tokenizer (chat models often end turns with another token)."""
         ids: list[int] = []
         for source in (self.model.generation_config.eos_token_id, self.tokenizer.eos_token_id):

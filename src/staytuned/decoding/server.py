@@ -200,28 +200,6 @@ class _Cancelled:
                           device=input_ids.device)
 
 
-class _StreamingModel:
-    """The backend's model with a streamer and a cancel check added to each ``generate`` call.
-
-    Streaming goes through ``HFBackend.generate`` itself (with this in place of its model) so
-    that batching, seeding, processors, stop sequences and the final cut are exactly those of
-    the non-streaming answer.
-    """
-
-    def __init__(self, model: Any, feed: _TokenFeed, cancel: threading.Event) -> None:
-        self._model, self._feed, self._cancel = model, feed, _Cancelled(cancel)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._model, name)
-
-    def generate(self, *args: Any, **kwargs: Any) -> Any:
-        from transformers import StoppingCriteriaList
-
-        criteria = list(kwargs.pop("stopping_criteria", None) or [])
-        kwargs["stopping_criteria"] = StoppingCriteriaList([*criteria, self._cancel])
-        return self._model.generate(*args, streamer=self._feed, **kwargs)
-
-
 def _sse(payload: Any) -> str:
     data = payload if isinstance(payload, str) else json.dumps(payload)
     return f"data: {data}\n\n"
@@ -297,15 +275,13 @@ def create_app(backend: HFBackend, *, model_name: str | None = None, api_key: st
             feed = _TokenFeed(emit)
             try:
                 with lock:
-                    original = backend.model
-                    backend.model = _StreamingModel(original, feed, cancel)
-                    try:
-                        # One prompt per call: its n rows have one length, so the backend keeps
-                        # them in order and the feed's row numbers are the choice indices.
-                        gens = [g for p in prompts
-                                for g in backend.generate([p] * n, config, raw=True)]
-                    finally:
-                        backend.model = original
+                    # One prompt per call: its n rows have one length, so the backend keeps them
+                    # in order and the feed's row numbers are the choice indices. Streaming goes
+                    # through HFBackend.generate itself, so batching, seeding, processors, stop
+                    # sequences and the final cut are exactly those of the non-streaming answer.
+                    gens = [g for p in prompts
+                            for g in backend.generate([p] * n, config, raw=True, streamer=feed,
+                                                      stop_when=_Cancelled(cancel))]
                 emit(("done", gens))
             except Exception as exc:  # reported to the client in the stream, and logged here
                 log.exception("streamed generation failed")
@@ -328,7 +304,7 @@ def create_app(backend: HFBackend, *, model_name: str | None = None, api_key: st
 
         async def events_stream() -> AsyncIterator[str]:
             choices = [StreamedChoice(ids=[]) for _ in range(len(prompts) * n)]
-            eos = set(backend._eos_ids())  # where the backend cuts each row's text
+            eos = set(backend.eos_ids())  # where the backend cuts each row's text
             stops = config.stop
 
             def decode(ids: list[int]) -> str:

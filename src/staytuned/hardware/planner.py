@@ -62,14 +62,18 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 #: LoRA "all-linear" in a Llama-style decoder (the LM head is never a target).
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 DEFAULT_MARGIN = 0.10
-#: RSS of a CPU worker with SmolLM2-135M loaded, less the model's fp32 weights: Python, torch,
-#: transformers, peft, the tokenizer and the task (bench/bench_plan_memory.py, torch 2.13).
-CPU_RUNTIME_BYTES = 411 * 2**20
-#: On CPU, the RSS peak over a trial's first optimizer steps exceeds the live tensors: glibc keeps
-#: freed forward-pass buffers in its heap and the next step's allocations fragment it. Modelled as
-#: this share of the forward phase (activations, weight copies, logits); measured 0.2-0.8 on
-#: SmolLM2 (bench/bench_plan_memory.py).
-CPU_HEAP_RETENTION = 0.5
+#: RSS of a CPU worker with SmolLM2-135M's weights resident, less those weights: Python, torch,
+#: transformers, peft, the tokenizer and the task (bench/bench_plan_memory.py: 404-407 MiB).
+CPU_RUNTIME_BYTES = 405 * 2**20
+#: What ``import bitsandbytes`` adds to a CPU worker's RSS (bench/bench_plan_memory.py).
+CPU_BNB_RUNTIME_BYTES = 120 * 2**20
+#: On CPU the RSS peak over a trial's first optimizer steps exceeds the live tensors, because
+#: glibc keeps freed buffers in its heap: a share of the forward phase (activations, weight
+#: copies, logits) plus the flash-attention backward's scratch (about micro-batch x heads x T^2
+#: fp32 per layer), which piles up across layers. Both factors are fitted to the measured peaks
+#: of SmolLM2 full and LoRA trials at 128 and 512 tokens (bench/bench_plan_memory.py).
+CPU_HEAP_RETENTION = 0.19
+CPU_ATTENTION_SCRATCH = 1.4
 #: QLoRA: NF4 block size (one absmax per block) and the second-level block of double quantization.
 NF4_BLOCK = 64
 NF4_DOUBLE_BLOCK = 256
@@ -641,18 +645,18 @@ def _breakdown(arch: ModelArch, setting: TrialSetting, device: Device) -> tuple[
         absmax = 1 / NF4_BLOCK + 4 / (NF4_BLOCK * NF4_DOUBLE_BLOCK) if setting.double_quant else 4 / NF4_BLOCK
         quant = arch.decoder_linear_params
         weights = int(quant * (0.5 + absmax)) + (n - quant) * d.store
-        how = (f"{quant / 1e9:.3g}e9 linear weights in NF4 ({0.5 + absmax:.4f} B each) + "
-               f"{(n - quant) / 1e9:.3g}e9 others in {store_name}")
+        how = (f"{_count(quant)} linear weights in NF4 ({0.5 + absmax:.4f} B each) + "
+               f"{_count(n - quant)} others in {store_name}")
     else:
         weights = n * d.store
-        how = f"{n / 1e9:.3g}e9 params x {d.store} B ({store_name})"
+        how = f"{_count(n)} params x {d.store} B ({store_name})"
     if resident and setting.method == "full":
         weights += n * d.store
         how += " x 2 (the trained copy + the cached base model the native trainer keeps)"
     trainable = n if setting.method == "full" else lora_params(arch, setting)
     if setting.method != "full":
         weights += trainable * d.adapter
-        how += f" + {trainable / 1e6:.3g}e6 LoRA params x {d.adapter} B"
+        how += f" + {_count(trainable)} LoRA params x {d.adapter} B"
     components = [Component("weights", weights, how)]
 
     # -- autocast copies of weights, saved for the backward pass
@@ -675,7 +679,7 @@ def _breakdown(arch: ModelArch, setting: TrialSetting, device: Device) -> tuple[
     # -- gradients and optimizer states, in the trainable parameters' dtype
     p_bytes = d.store if setting.method == "full" else d.adapter
     components.append(Component("gradients", trainable * p_bytes,
-                                f"{trainable / 1e6:.4g}e6 trainable params x {p_bytes} B"))
+                                f"{_count(trainable)} trainable params x {p_bytes} B"))
     if setting.optimizer == "adamw":
         states, s_how = 2 * trainable * p_bytes, f"AdamW: 2 states x {p_bytes} B per trainable param"
     elif setting.optimizer == "sgd":
@@ -696,7 +700,9 @@ def _breakdown(arch: ModelArch, setting: TrialSetting, device: Device) -> tuple[
 
     # -- overhead: the runtime, the optimizer step's scratch, QLoRA's dequantized weights, and on
     # CPU what glibc's heap keeps of freed forward-pass buffers
-    runtime = CPU_RUNTIME_BYTES if device.kind == "cpu" else 0
+    runtime = 0
+    if device.kind == "cpu":
+        runtime = CPU_RUNTIME_BYTES + (CPU_BNB_RUNTIME_BYTES if setting.method == "qlora" else 0)
     if device.kind == "cuda":
         # torch's foreach AdamW/SGD builds one temporary over all parameters at once.
         step = trainable * p_bytes if setting.optimizer != "adafactor" else 0
@@ -711,11 +717,16 @@ def _breakdown(arch: ModelArch, setting: TrialSetting, device: Device) -> tuple[
         largest_linear = max(a * b for a, b in arch.linears().values())
         dequant = 2 * largest_linear * d.compute
     forward_phase = acts + casts + logits
-    retention = int(CPU_HEAP_RETENTION * forward_phase) if device.kind == "cpu" else 0
+    retention = 0
+    if device.kind == "cpu":
+        scratch = (arch.num_hidden_layers * setting.micro_batch * arch.num_attention_heads
+                   * setting.max_seq_length ** 2 * 4)
+        retention = int(CPU_HEAP_RETENTION * forward_phase + CPU_ATTENTION_SCRATCH * scratch)
     parts = [f"runtime {_gib(runtime)} (measured)"] if runtime else []
     if retention:
         parts.append(f"heap retention {_gib(retention)} ({CPU_HEAP_RETENTION:g} x activations, weight copies "
-                     "and logits: freed forward buffers glibc keeps, measured)")
+                     f"and logits + {CPU_ATTENTION_SCRATCH:g} x attention-backward scratch: freed buffers glibc "
+                     "keeps, fitted to measured peaks)")
     parts.append(f"{step_how} {_gib(step)}")
     if dequant:
         parts.append(f"NF4 dequantization buffers {_gib(dequant)}")
@@ -744,6 +755,11 @@ def _adafactor_states(arch: ModelArch, setting: TrialSetting) -> int:
 
 def _fits(components: tuple[Component, ...], device: Device, margin: float) -> bool:
     return sum(c.bytes for c in components) <= device.memory * (1 - margin)
+
+
+def _count(n: int) -> str:
+    """8030261248 -> "8.03B", 4884480 -> "4.88M"."""
+    return f"{n / 1e9:.3g}B" if n >= 1e9 else f"{n / 1e6:.3g}M"
 
 
 def _gib(n: float) -> str:
@@ -866,7 +882,7 @@ def _plan(arch: ModelArch, requested: TrialSetting, device: Device, margin: floa
     comps, trainable = _breakdown(arch, requested, device)
     total = sum(c.bytes for c in comps)
     usable = device.memory * (1 - margin)
-    lines.append(f"{arch.name}: {arch.n_params / 1e9:.3g}e9 params ({arch.num_hidden_layers} layers, hidden "
+    lines.append(f"{arch.name}: {_count(arch.n_params)} params ({arch.num_hidden_layers} layers, hidden "
                  f"{arch.hidden_size}, MLP {arch.intermediate_size}, vocab {arch.vocab_size}, "
                  f"{arch.num_attention_heads}/{arch.num_key_value_heads} heads/kv heads)")
     lines.append(f"device {device.label}: {_gib(device.memory)}, usable {_gib(usable)} ({margin:.0%} margin)")

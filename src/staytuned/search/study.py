@@ -207,8 +207,8 @@ def run_worker(spec: StudySpec, n_trials: int | None = None) -> int:
             break
         if trial == "wait":
             # Others are running the last trials; if their process died, the heartbeat check
-            # fails them and enqueues a retry, which this loop then runs.
-            time.sleep(max(1.0, spec.heartbeat.interval / 2))
+            # fails them and enqueues a retry, which this loop then runs. Polling is one read.
+            time.sleep(1.0)
             continue
         run_claimed(study, objective, trial, spec.heartbeat.interval)
         ran += 1

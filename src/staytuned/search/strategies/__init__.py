@@ -4,12 +4,17 @@
 ``grid``         every grid point of the space (:mod:`.grid`)
 ``random``       RandomSampler (:mod:`.random`)
 ``tpe``          TPESampler: multivariate, grouped for conditionals, constant liar (:mod:`.tpe`)
-``gp``           GPSampler with a guard so concurrent workers never get the same config (:mod:`.gp`)
+``gp``           GPSampler (:mod:`.gp`)
 ``cbs``          the CBS-ranked configs enqueued in order, then RandomSampler (:mod:`.cbs`)
 ``cbs+tpe``      CBS's top ``cbs_k`` enqueued first, then TPE, which sees their results (:mod:`.cbs`)
 ``cbs-adaptive`` after each result, the offline datasets that agree with it weigh more and the
                  next config maximizes their weighted coverage (:mod:`.adaptive`)
 ================ ============================================================================
+
+No two trials of a study run the same config, whatever the number of workers, processes or
+machines on its storage and their seeds: each trial's whole config is decided under the study's
+storage lock, and a sampler's proposal that is already taken is swapped for an untried one
+(:mod:`.planning`; each strategy states how in ``Strategy.distinct``).
 """
 
 from __future__ import annotations
