@@ -93,7 +93,8 @@ max_target = max(e.n_target for e in examples)
 micro = max(1, min(batch, CPU_TOKEN_BUDGET // longest))
 rss_loaded = memory.current_rss_mb()
 # File-backed pages count in RSS too: a 4-bit load from fp32 safetensors keeps the file mapped.
-status = {l.split(":")[0]: int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith(("RssAnon", "RssFile"))}
+status = {line.split(":")[0]: int(line.split()[1]) / 1024 for line in open("/proc/self/status")
+          if line.startswith(("RssAnon", "RssFile"))}
 cfg = {"method": "lora" if method == "qlora" else method, "learning_rate": 1e-4, "epochs": 1,
        "batch_size": batch, "max_seq_length": seq}
 r = run_trial(loaded, task, cfg, train_size=rows_n, eval_size=2, micro_batch_size=micro, precision=precision)
@@ -121,7 +122,8 @@ def run_case(method: str, seq: int, precision: str) -> dict:
 
 
 def estimate(case: dict) -> dict:
-    from staytuned.hardware.planner import Device, estimate as plan_estimate, machine_memory
+    from staytuned.hardware.planner import Device, machine_memory
+    from staytuned.hardware.planner import estimate as plan_estimate
 
     plan = plan_estimate("smollm2-135m", device=Device("cpu", machine_memory(), "cpu"),
                          method=case["method"], max_seq_length=case["seq"], micro_batch=case["micro_batch"],

@@ -37,7 +37,8 @@ def _staytuned(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedPr
                           env={**os.environ, **env})
 
 
-@pytest.mark.parametrize("workers", ["1", pytest.param("2", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", ["1", "2"])
 def test_third_party_deprecations_are_filtered_unless_verbose(tmp_path, workers):
     (tmp_path / "noisy_trial.py").write_text(NOISY)
     args = ["tune", "--task", "t", "--model", "m", "--space", "preset:demo", "--strategy",
@@ -50,6 +51,7 @@ def test_third_party_deprecations_are_filtered_unless_verbose(tmp_path, workers)
     assert "FutureWarning: `past_key_values` is deprecated (fake)" in loud.stderr
 
 
+@pytest.mark.slow
 def test_header_keeps_the_storage_url_on_one_line_at_80_columns(tmp_path):
     runs = tmp_path / "a-rather-long-folder-of-runs" / "so-that-the-header-passes-80-columns"
     res = _staytuned(["tune", "--task", "t", "--model", "m", "--space", "preset:demo",

@@ -29,6 +29,7 @@ def tiny_url():
         yield url
 
 
+@pytest.mark.slow
 def test_server_greedy_matches_local_generation(tiny_url, tiny_backend):
     client = HTTPBackend(tiny_url, flavor="staytuned", concurrency=2)
     assert client.model_name == "tiny-llama"  # asked from /v1/models
@@ -40,6 +41,7 @@ def test_server_greedy_matches_local_generation(tiny_url, tiny_backend):
     assert [g.finish_reason for g in remote] == [g.finish_reason for g in local]
 
 
+@pytest.mark.slow
 def test_server_seeded_sampling_reproduces_and_stops_cut(tiny_url, tiny_backend):
     client = HTTPBackend(tiny_url, flavor="vllm")
     cfg = DecodingConfig(temperature=1.0, top_k=0, max_new_tokens=12, seed=7)
@@ -51,6 +53,7 @@ def test_server_seeded_sampling_reproduces_and_stops_cut(tiny_url, tiny_backend)
     assert gen.text == full[: full.find(stop)] and gen.finish_reason == "stop"
 
 
+@pytest.mark.slow
 def test_official_openai_client(tiny_url, tiny_backend):
     openai = pytest.importorskip("openai")
     client = openai.OpenAI(base_url=tiny_url, api_key="unused", max_retries=0)
@@ -75,6 +78,7 @@ def test_official_openai_client(tiny_url, tiny_backend):
         client.completions.create(model="gpt-4", prompt="x")
 
 
+@pytest.mark.slow
 def test_server_refuses_bad_values_with_openai_error_bodies(tiny_url):
     r = httpx.post(f"{tiny_url}/completions", json={"prompt": "x", "top_p": 0})
     assert r.status_code == 400
@@ -160,6 +164,7 @@ def test_smollm2_server_with_openai_client():
     assert answer == remote.text == local.text
 
 
+@pytest.mark.slow
 def test_cli_generate_and_decode_tune_through_the_server(tiny_url, tiny_backend, tmp_path):
     import json
 

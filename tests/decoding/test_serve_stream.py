@@ -25,6 +25,8 @@ from staytuned.decoding.server import StreamedChoice, stable_prefix  # noqa: E40
 from staytuned.decoding.stopping import truncate_at_stop  # noqa: E402
 from staytuned.hparams.decode import DecodingConfig  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a real server (uvicorn) on tiny-llama
+
 
 @pytest.fixture(scope="module")
 def url():

@@ -180,6 +180,7 @@ def _live_tensors() -> int:
         return sum(1 for o in gc.get_objects() if isinstance(o, torch.Tensor))
 
 
+@pytest.mark.slow
 def test_twenty_trials_do_not_grow_memory(cache: ModelCache) -> None:
     results = []
     tensors = []

@@ -15,8 +15,17 @@ from staytuned.cli import build_app
 from staytuned.errors import InputError
 from staytuned.hardware import planner
 from staytuned.hardware.planner import (
-    COMPONENTS, GIB, Device, ModelArch, TrialSetting, choose, estimate, layer_activation_bytes,
-    parse_size, resolve_arch, resolve_device,
+    COMPONENTS,
+    GIB,
+    Device,
+    ModelArch,
+    TrialSetting,
+    choose,
+    estimate,
+    layer_activation_bytes,
+    parse_size,
+    resolve_arch,
+    resolve_device,
 )
 
 GPU24, GPU80 = Device("cuda", 24 * GIB), Device("cuda", 80 * GIB)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -19,6 +20,7 @@ def run(*args: str):
     return res
 
 
+@pytest.mark.slow
 def test_report_and_export_on_a_grid_storage(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{tmp_path / 'g.db'}"

@@ -10,6 +10,7 @@ from staytuned.results import ColumnSpec
 pytestmark = pytest.mark.shared
 
 
+@pytest.mark.slow
 def test_rag_hpo_bench_report(shared_dir, tmp_path):
     table = shared_dir / "tables" / "rag_hpo_bench.csv"
     if not table.exists():

@@ -53,6 +53,7 @@ def test_tune_prints_best_and_writes_json(run_cli, tmp_path):
     assert (tmp_path / "runs" / "tune-t1-m-demo-grid" / "study.db").is_file()
 
 
+@pytest.mark.slow
 def test_grid_export_and_cbs_reads_it(run_cli, tmp_path):
     res = run_cli("grid", "--tasks", "a,b,c", "--models", "m", "--methods", "lora",
                   "--train-sizes", "10", "--trial-fn", SYNTH, "-q", "--name", "g")
@@ -94,6 +95,7 @@ def test_simulate_cli_json(run_cli, tmp_path):
     assert res.exit_code == 2 and "unknown strategy" in res.output
 
 
+@pytest.mark.slow
 def test_cbs_adaptive_starts_from_the_table_shipped_with_a_models_recommendations(run_cli, tmp_path, monkeypatch):
     import yaml
 

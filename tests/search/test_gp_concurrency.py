@@ -87,6 +87,7 @@ def test_gp_strategy_never_repeats_a_config_of_a_finite_space(tmp_path):
     assert len(set(seen)) == 12
 
 
+@pytest.mark.slow
 def test_two_gp_workers_run_distinct_configs(tmp_path, monkeypatch):
     monkeypatch.setenv("STAYTUNED_SYNTHETIC_SLEEP", "0.3")  # the workers overlap
     spec = prepare_spec(StudySpec(storage=f"sqlite:///{tmp_path}/w.db", study_name="w", task="t1",

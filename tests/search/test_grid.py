@@ -6,6 +6,7 @@ import json
 from collections import Counter
 
 import optuna
+import pytest
 
 from staytuned.search.runner import grid, grid_status, prepare_grid
 from staytuned.search.space import config_id, load_space
@@ -37,6 +38,7 @@ def test_grid_runs_every_config_on_every_cell_once(tmp_path):
     assert sum(c.finished for c in grid_status(spec).values()) == 20
 
 
+@pytest.mark.slow
 def test_two_processes_and_workers_share_a_grid_without_duplicates(tmp_path):
     """Two `staytuned grid` processes (one of them with --workers 2) on one SQLite file."""
     args = ["grid", "--tasks", "a,b", "--models", "m", "--methods", "lora", "--train-sizes", "10",

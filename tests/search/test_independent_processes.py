@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-# Each case starts three staytuned processes (~13 s): part of the full suite, not the fast tier.
-pytestmark = pytest.mark.slow
-
 from staytuned.search.records import read_records
 from staytuned.search.strategies import STRATEGIES
 
 from .conftest import SYNTH, demo_table, spawn
 from .test_postgres import postgres_url  # noqa: F401  (the fixture: a real server)
+
+# Each case starts three staytuned processes (~13 s): part of the full suite, not the fast tier.
+pytestmark = pytest.mark.slow
 
 TRIALS = 6  # the study's budget; the demo space's lora grid has 8 configs
 PROCESSES = 3

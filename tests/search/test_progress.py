@@ -30,6 +30,7 @@ def _run(args: list[str], cwd: Path, **env: str) -> tuple[int, str, str]:
     return proc.returncode, proc.stdout, log.read_text()
 
 
+@pytest.mark.slow
 def test_tune_logs_one_line_per_trial_event_when_stderr_is_a_file(tmp_path):
     # Two grid points: one trains, one diverges (the synthetic trial fails at lr >= 0.05).
     space = tmp_path / "space.yaml"
@@ -67,6 +68,7 @@ def test_tune_logs_one_line_per_trial_event_when_stderr_is_a_file(tmp_path):
     assert log.endswith("\n")
 
 
+@pytest.mark.slow
 def test_quiet_prints_no_progress(tmp_path):
     code, stdout, log = _run(["tune", "--task", "t1", "--model", "m", "--space", "preset:demo",
                               "--strategy", "grid", "--trials", "2", "--trial-fn", SYNTH, "-q"],
@@ -75,6 +77,7 @@ def test_quiet_prints_no_progress(tmp_path):
     assert log == ""
 
 
+@pytest.mark.slow
 def test_grid_names_the_cell_of_each_trial(tmp_path):
     code, _, log = _run(["grid", "--tasks", "a,b", "--models", "m", "--train-sizes", "10",
                          "--space", "preset:demo", "--set", "lora_r=8", "--set", "lr_scheduler=cosine",
@@ -87,6 +90,7 @@ def test_grid_names_the_cell_of_each_trial(tmp_path):
     assert re.search(rf"{STAMP} {total}/{total} done \({total} ok, 0 failed, 0 pruned\)", log)
 
 
+@pytest.mark.slow
 def test_decode_tune_logs_its_trials_too(tmp_path):
     pytest.importorskip("torch")
     code, stdout, log = _run(["decode", "tune", "--model", "tiny-llama", "--task", "sst2",

@@ -140,6 +140,7 @@ def test_model_as_a_categorical_hp(tmp_path):
     assert all("model" not in t.user_attrs["config"] for t in study.trials)
 
 
+@pytest.mark.slow
 def test_cbs_adaptive_two_workers_plan_distinct_configs(tmp_path, monkeypatch):
     monkeypatch.setenv("STAYTUNED_SYNTHETIC_SLEEP", "0.3")  # the workers overlap
     table = demo_table(tmp_path / "offline.csv")

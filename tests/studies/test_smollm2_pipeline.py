@@ -28,6 +28,7 @@ def _grid(url: str, tasks: str, method: str, size: int, space: str, name: str = 
     assert res.exit_code == 0, res.output
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (REPO / ".venv" / "bin" / "staytuned").exists(), reason="needs the bootstrapped .venv")
 def test_study_pipeline_on_synthetic_trials(tmp_path):
     db = tmp_path / "grid.db"

@@ -286,12 +286,13 @@ def evaluate_cmd(
                   method_col=method_col, train_size_col=train_size_col, split_col=split_col, group_col=group_col)
         t = _slice(t, model, method, train_size)
         choose, scoring, what = t.eval_matrices(choose_split, score_split, direction=_direction(direction), agg=agg)
-        groups = None
+        groups: dict[str, str] | None = None
         if group_col is not None:
-            groups = dict(zip(choose.datasets, choose.groups or (), strict=False))
-            if any(g is None for g in groups.values()):
+            of = dict(zip(choose.datasets, choose.groups or (), strict=False))
+            if any(g is None for g in of.values()):
                 raise InputError("datasets without a group value", file=str(table), column=group_col,
-                                 value=[d for d, g in groups.items() if g is None][:5], expected="a group in every row")
+                                 value=[d for d, g in of.items() if g is None][:5], expected="a group in every row")
+            groups = {d: g for d, g in of.items() if g is not None}
         with _progress(quiet, "leave-one-out folds") as on_fold:
             evaluation = evaluate(choose, scoring, groups=groups, tol=tol, abs_tol=abs_tol, k=k,
                                   default_config=default_config, random_perms=random_perms, seed=seed,

@@ -181,7 +181,7 @@ def export(
             hp = {**hp, **overrides}
             source += " with " + ", ".join(f"{k}={v}" for k, v in overrides.items())
         to_stdout = output in (None, "-")
-        if not to_stdout:  # a file, or a folder the tool's usual file name goes into
+        if output is not None and not to_stdout:  # a file, or a folder the tool's usual file name goes into
             check_output(output, "--output", folder=Path(output).is_dir())
         if to_stdout and json_path == "-":
             raise InputError("--json - and the config would both go to stdout", field="output",

@@ -18,17 +18,18 @@ length, micro-batch and gradient checkpointing. It has these parts (bytes):
 - ``activations``: the tensors autograd saves for the backward pass, counted per token and layer
   from the Llama/Mistral/Qwen decoder (RMSNorm in fp32, SDPA attention with repeated K/V, SwiGLU
   MLP, LoRA dropout and adapter inputs). The coefficients reproduce the bytes saved by
-  transformers 5 / torch 2.13 exactly for SmolLM2-shaped layers in fp32, bf16 autocast over fp32
-  weights and bf16 weights, full and LoRA (counted with ``saved_tensors_hooks``). With gradient
-  checkpointing each layer keeps only its input, and one layer is recomputed at a time.
+  transformers 5 / torch 2.13 for fp32, bf16 autocast over fp32 weights and bf16 weights, full
+  and LoRA (tests/hardware/test_planner.py counts them with ``saved_tensors_hooks``). With
+  gradient checkpointing each layer keeps only its input, and one layer is recomputed at a time.
 - ``logits``: positions through the LM head x vocabulary x (16-bit logits + fp32 copy for the
   loss + log-softmax output + its gradient). staytuned's trainer sends only the answer positions
   through the head (``logit_positions``); the default is the whole sequence.
 - ``overhead``: on CPU the process's runtime (Python, torch, transformers, tokenizer: RSS with
-  SmolLM2's weights resident, less those weights, :data:`CPU_RUNTIME_BYTES`) and what glibc's
-  heap keeps of freed forward-pass buffers (:data:`CPU_HEAP_RETENTION`); on any device the
-  optimizer step's temporaries (torch's foreach AdamW on CUDA: one more copy of the trainable
-  parameters) and QLoRA's dequantized weight buffers.
+  SmolLM2's weights resident, less those weights, :data:`CPU_RUNTIME_BYTES`; bitsandbytes for
+  QLoRA, whose 4-bit load also keeps the unquantized checkpoint file mapped) and what glibc's
+  heap keeps of freed buffers (:data:`CPU_HEAP_RETENTION`, :data:`CPU_ATTENTION_SCRATCH`); on
+  any device the optimizer step's temporaries (torch's foreach AdamW on CUDA: one more copy of
+  the trainable parameters) and QLoRA's dequantized weight buffers.
 - ``backward_reuse`` (zero or negative): gradients and the optimizer step are written into the
   memory the backward pass frees from activations, weight copies and logits, so the peak holds
   the larger of the two phases, not their sum.
@@ -49,7 +50,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,7 @@ DEFAULT_MARGIN = 0.10
 #: transformers, peft, the tokenizer and the task (bench/bench_plan_memory.py: 404-407 MiB).
 CPU_RUNTIME_BYTES = 405 * 2**20
 #: What ``import bitsandbytes`` adds to a CPU worker's RSS (bench/bench_plan_memory.py).
-CPU_BNB_RUNTIME_BYTES = 120 * 2**20
+CPU_BNB_RUNTIME_BYTES = 117 * 2**20
 #: On CPU the RSS peak over a trial's first optimizer steps exceeds the live tensors, because
 #: glibc keeps freed buffers in its heap: a share of the forward phase (activations, weight
 #: copies, logits) plus the flash-attention backward's scratch (about micro-batch x heads x T^2
@@ -112,7 +113,7 @@ class ModelArch:
             raise InputError("a model config must be a mapping", file=source or None, value=type(config).__name__)
         if isinstance(config.get("text_config"), Mapping):
             config = {**config["text_config"], "model_type": config.get("model_type", "")}
-        missing = [k for k in _REQUIRED if not isinstance(config.get(k), int) or config.get(k) <= 0]
+        missing = [k for k in _REQUIRED if not _positive_int(config.get(k))]
         if missing:
             raise InputError("the model config lacks architecture fields", file=source or None,
                              field=missing[0], value=config.get(missing[0]),
@@ -183,6 +184,10 @@ class ModelArch:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "n_params": self.n_params}
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def known_models() -> dict[str, Path]:
@@ -700,9 +705,13 @@ def _breakdown(arch: ModelArch, setting: TrialSetting, device: Device) -> tuple[
 
     # -- overhead: the runtime, the optimizer step's scratch, QLoRA's dequantized weights, and on
     # CPU what glibc's heap keeps of freed forward-pass buffers
-    runtime = 0
+    runtime = mapped = 0
     if device.kind == "cpu":
         runtime = CPU_RUNTIME_BYTES + (CPU_BNB_RUNTIME_BYTES if setting.method == "qlora" else 0)
+        if setting.method == "qlora":
+            # transformers' 4-bit load keeps the unquantized checkpoint file mapped (the
+            # embedding is a view into it), and quantizing read every page: RSS holds the file.
+            mapped = n * d.store
     if device.kind == "cuda":
         # torch's foreach AdamW/SGD builds one temporary over all parameters at once.
         step = trainable * p_bytes if setting.optimizer != "adafactor" else 0
@@ -723,6 +732,8 @@ def _breakdown(arch: ModelArch, setting: TrialSetting, device: Device) -> tuple[
                    * setting.max_seq_length ** 2 * 4)
         retention = int(CPU_HEAP_RETENTION * forward_phase + CPU_ATTENTION_SCRATCH * scratch)
     parts = [f"runtime {_gib(runtime)} (measured)"] if runtime else []
+    if mapped:
+        parts.append(f"unquantized checkpoint file kept mapped by the 4-bit load {_gib(mapped)}")
     if retention:
         parts.append(f"heap retention {_gib(retention)} ({CPU_HEAP_RETENTION:g} x activations, weight copies "
                      f"and logits + {CPU_ATTENTION_SCRATCH:g} x attention-backward scratch: freed buffers glibc "
@@ -732,7 +743,7 @@ def _breakdown(arch: ModelArch, setting: TrialSetting, device: Device) -> tuple[
         parts.append(f"NF4 dequantization buffers {_gib(dequant)}")
     if device.kind == "cuda":
         parts.append("CUDA context and fragmentation: in the margin")
-    components.append(Component("overhead", runtime + retention + step + dequant, "; ".join(parts)))
+    components.append(Component("overhead", runtime + mapped + retention + step + dequant, "; ".join(parts)))
     # Gradients and the optimizer step use memory the backward pass frees from activations,
     # weight copies and logits: the peak holds the larger of the two phases, not their sum.
     reuse = min(forward_phase, trainable * p_bytes + step)
@@ -783,8 +794,9 @@ def _fit_execution(arch: ModelArch, setting: TrialSetting, device: Device, margi
             candidate = replace(setting, micro_batch=mb, gradient_checkpointing=ckpt)
             ok, total = _try(arch, candidate, device, margin)
             if lines is not None and (mb == setting.micro_batch or ok or mb == 1):
+                verdict = "fits" if ok else "does not fit"
                 lines.append(f"{candidate.method}, micro-batch {mb}, checkpointing {'on' if ckpt else 'off'}: "
-                             f"{_gib(total)} {'fits' if ok else 'does not fit'} in {_gib(device.memory * (1 - margin))}")
+                             f"{_gib(total)} {verdict} in {_gib(device.memory * (1 - margin))}")
             if ok:
                 return candidate
     return None
