@@ -9,6 +9,10 @@ sequence length, so every micro-batch is exactly ``max_seq_length`` wide. ``peak
 the process's peak RSS during the trial (VmHWM reset at its start), which holds the Python/torch
 runtime and the loaded base model too; the planner models both for device "cpu".
 
+A case ``method:seq:on`` runs with gradient checkpointing on (``off``, the default, without):
+the same trial, so peak memory, speed and loss curve compare directly
+(``--cases lora:512,lora:512:on,full:512,full:512:on --out bench/results/checkpointing.json``).
+
 Peak memory does not depend on how busy the machine is; run time does.
 
     .venv/bin/python bench/bench_plan_memory.py [--cases full:128,lora:512,...] [--precision auto]
@@ -36,6 +40,7 @@ CHILD = r"""
 import json, sys, warnings
 warnings.filterwarnings("ignore")
 method, seq, precision, rows_n, batch = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+checkpointing = sys.argv[6]
 import torch
 torch.set_num_threads(1)
 import staytuned.finetune.memory as memory
@@ -97,9 +102,12 @@ status = {line.split(":")[0]: int(line.split()[1]) / 1024 for line in open("/pro
           if line.startswith(("RssAnon", "RssFile"))}
 cfg = {"method": "lora" if method == "qlora" else method, "learning_rate": 1e-4, "epochs": 1,
        "batch_size": batch, "max_seq_length": seq}
-r = run_trial(loaded, task, cfg, train_size=rows_n, eval_size=2, micro_batch_size=micro, precision=precision)
+r = run_trial(loaded, task, cfg, train_size=rows_n, eval_size=2, micro_batch_size=micro, precision=precision,
+              gradient_checkpointing=checkpointing)
 assert r.status == "ok", r.error
 print(json.dumps({"method": method, "seq": seq, "precision": r.precision, "micro_batch": r.micro_batch_size,
+                  "checkpointing": r.gradient_checkpointing, "loss_curve": r.loss_curve,
+                  "train_runtime_s": r.train_runtime_s,
                   "steps": r.steps, "longest_example": longest, "max_target": max_target,
                   "trainer_micro_batch": micro, "token_budget": CPU_TOKEN_BUDGET,
                   "rss_after_imports_mb": rss_imports, "rss_loaded_mb": rss_loaded, "param_mb": param_mb,
@@ -109,10 +117,10 @@ print(json.dumps({"method": method, "seq": seq, "precision": r.precision, "micro
 """
 
 
-def run_case(method: str, seq: int, precision: str) -> dict:
-    print(f"running {method} at {seq} tokens ...", file=sys.stderr, flush=True)
-    proc = subprocess.run([sys.executable, "-c", CHILD, method, str(seq), precision, str(TRAIN_ROWS), str(BATCH)],
-                          capture_output=True, text=True, cwd=REPO)
+def run_case(method: str, seq: int, precision: str, checkpointing: str = "off") -> dict:
+    print(f"running {method} at {seq} tokens, checkpointing {checkpointing} ...", file=sys.stderr, flush=True)
+    proc = subprocess.run([sys.executable, "-c", CHILD, method, str(seq), precision, str(TRAIN_ROWS), str(BATCH),
+                           checkpointing], capture_output=True, text=True, cwd=REPO)
     if proc.returncode != 0:
         return {"method": method, "seq": seq, "error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip()
                 else f"exit {proc.returncode}"}
@@ -127,7 +135,8 @@ def estimate(case: dict) -> dict:
 
     plan = plan_estimate("smollm2-135m", device=Device("cpu", machine_memory(), "cpu"),
                          method=case["method"], max_seq_length=case["seq"], micro_batch=case["micro_batch"],
-                         precision=case["precision"], logit_positions=case["max_target"] + 1)
+                         precision=case["precision"], logit_positions=case["max_target"] + 1,
+                         gradient_checkpointing=case.get("checkpointing") == "on")
     return {"estimate_mb": plan.total / 2**20,
             "components_mb": {c.name: round(c.bytes / 2**20, 1) for c in plan.components}}
 
@@ -155,19 +164,21 @@ def main() -> None:
     if previous is not None:
         rows = [c for c in previous["cases"]]
     else:
-        rows = [run_case(method, int(seq), args.precision)
-                for method, seq in (spec.split(":") for spec in args.cases.split(","))]
+        rows = [run_case(method, int(seq), args.precision, *rest)
+                for method, seq, *rest in (spec.split(":") for spec in args.cases.split(","))]
     for case in rows:
         if "error" not in case:
             case.update(estimate(case))
             case["ratio"] = case["estimate_mb"] / case["peak_mb"]
-    print(f"{'method':6} {'seq':>4} {'prec':5} {'mb':>3} {'estimate MiB':>12} {'measured MiB':>12} {'ratio':>6}")
+    print(f"{'method':6} {'seq':>4} {'prec':5} {'mb':>3} {'ckpt':>4} {'estimate MiB':>12} {'measured MiB':>12} "
+          f"{'ratio':>6} {'train tok/s':>11}")
     for c in rows:
         if "error" in c:
             print(f"{c['method']:6} {c['seq']:>4} did not run: {c['error']}")
             continue
-        print(f"{c['method']:6} {c['seq']:>4} {c['precision']:5} {c['micro_batch']:>3} {c['estimate_mb']:12.0f} "
-              f"{c['peak_mb']:12.0f} {c['ratio']:6.2f}")
+        print(f"{c['method']:6} {c['seq']:>4} {c['precision']:5} {c['micro_batch']:>3} "
+              f"{c.get('checkpointing') or 'off':>4} {c['estimate_mb']:12.0f} {c['peak_mb']:12.0f} {c['ratio']:6.2f} "
+              f"{c['train_tokens_per_s']:11.0f}")
     import torch
     import transformers
 

@@ -49,6 +49,24 @@ def run_cli(tmp_path: Path):
     return run
 
 
+@pytest.fixture(scope="session")
+def long_rows():
+    """``rows(n, offset=0, chars=1400)``: classification rows (text, label yes/no) whose text is
+    ``chars`` characters long, so each example fills a max_seq_length below that (one token per
+    byte for the tiny models)."""
+    words = ["staytuned", "plans", "memory", "before", "a", "trial", "starts", "so", "the", "study", "goes", "on"]
+
+    def rows(n: int, offset: int = 0, chars: int = 1400) -> list[dict]:
+        out = []
+        for i in range(n):
+            label = "yes" if i % 2 == 0 else "no"
+            text = " ".join(words[(offset + i + j) % len(words)] for j in range(chars // 4))
+            out.append({"text": f"{label}: {text}"[:chars], "label": label})
+        return out
+
+    return rows
+
+
 #: Markers of tests that need a real server or browser: they belong to the slow tier by definition.
 _SLOW_BY_NATURE = ("postgres", "browser", "ray")
 

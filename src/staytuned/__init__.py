@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from staytuned._lazy import lazy_attributes
+from staytuned._lazy import lazy_imports
 
 if TYPE_CHECKING:
     from staytuned.cbs import Evaluation, Ranking, Recommendation, evaluate, rank, recommend
@@ -16,25 +16,6 @@ if TYPE_CHECKING:
     from staytuned.results import ColumnSpec, ResultsTable, ScoreMatrix, from_records, load_results
 
 __version__ = "0.1.0"
-
-# name -> module that defines it; resolved on first attribute access.
-_LAZY: dict[str, str] = {
-    # errors
-    "StaytunedError": "staytuned.errors",
-    "InputError": "staytuned.errors",
-    # results tables and CBS
-    "load_results": "staytuned.results",
-    "from_records": "staytuned.results",
-    "ColumnSpec": "staytuned.results",
-    "ResultsTable": "staytuned.results",
-    "ScoreMatrix": "staytuned.results",
-    "rank": "staytuned.cbs",
-    "evaluate": "staytuned.cbs",
-    "Ranking": "staytuned.cbs",
-    "Evaluation": "staytuned.cbs",
-    "recommend": "staytuned.cbs",
-    "Recommendation": "staytuned.cbs",
-}
 
 __all__ = [
     "ColumnSpec",
@@ -52,4 +33,5 @@ __all__ = [
     "recommend",
 ]
 
-__getattr__, __dir__ = lazy_attributes("staytuned", _LAZY, globals())
+# The names of the TYPE_CHECKING block, each resolved from its module on first access.
+_LAZY, __getattr__, __dir__ = lazy_imports(globals())

@@ -24,6 +24,7 @@ import importlib.util
 import json
 import os
 import re
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -153,38 +154,140 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_model(ref: str, *, dtype: Any = None, device: str | None = None) -> tuple[Any, Any]:
+def load_model(ref: str, *, dtype: Any = None, device: str | None = None,
+               nf4_compute_dtype: Any = None) -> tuple[Any, Any]:
     """Load ``ref`` as ``(model, tokenizer)``: model in eval mode on ``device``, tokenizer with a pad token.
 
     ``device`` defaults to CUDA when available, else CPU; ``dtype`` as in :func:`resolve_dtype`.
+    ``nf4_compute_dtype`` (a precision name or torch dtype) loads the base for QLoRA: every linear
+    layer but the LM head quantized to 4-bit NF4 with double quantization by bitsandbytes
+    (``bnb.nn.Linear4bit``, computing in that dtype); ``dtype`` is then the dtype of the layers left
+    as they are (embeddings, norms, LM head). InputError when bitsandbytes cannot be imported.
     """
     spec = resolve_model(ref)
     device = device or default_device()
     torch_dtype = resolve_dtype(dtype, device)
+    quantization = None
+    if nf4_compute_dtype is not None:
+        quantization = nf4_config(resolve_dtype(nf4_compute_dtype, device))
     if spec.kind == "tiny":
         model, tokenizer = _build_tiny(spec.path)
         model = model.to(dtype=torch_dtype)
+        if quantization is not None:  # quantized the way a checkpoint is: saved, then loaded in 4-bit
+            with tempfile.TemporaryDirectory(prefix="staytuned-tiny-") as tmp:
+                model.save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
+                model, tokenizer = _load_pretrained(tmp, torch_dtype, local=True, ref=ref,
+                                                    quantization=quantization, device=device)
     else:
         folder = _gguf_cache(Path(spec.path)) if spec.kind == "gguf" else spec.path
-        model, tokenizer = _load_pretrained(folder, torch_dtype, local=spec.kind != "hub", ref=ref)
+        model, tokenizer = _load_pretrained(folder, torch_dtype, local=spec.kind != "hub", ref=ref,
+                                            quantization=quantization, device=device)
     if tokenizer.pad_token is None:
         # Causal LMs often have no pad token; padding positions are masked anyway.
         tokenizer.pad_token = tokenizer.eos_token
-    model.to(device)
+    if quantization is None:  # a 4-bit model is loaded onto its device (device_map) and never moved
+        model.to(device)
+    else:
+        keep_4bit_trainable(model)
     model.eval()
     return model, tokenizer
 
 
-def _load_pretrained(folder: str, torch_dtype: Any, *, local: bool, ref: str) -> tuple[Any, Any]:
+#: What QLoRA needs installed (the ``qlora`` extra): 4-bit training on CPU came with 0.46.
+BITSANDBYTES_REQUIREMENT = "bitsandbytes>=0.46"
+
+
+def require_bitsandbytes(*, field: str = "method", value: Any = "qlora") -> None:
+    """InputError naming ``field``/``value`` unless bitsandbytes imports (QLoRA's 4-bit base needs it)."""
+    import logging
+
+    cpu_ops = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    level = cpu_ops.level
+    # Without the optional `kernels` package bitsandbytes logs a warning at import and uses its own
+    # CPU kernels: nothing a user of staytuned can act on.
+    cpu_ops.setLevel(logging.ERROR)
+    try:
+        import bitsandbytes  # noqa: F401
+    except Exception as exc:  # ImportError, or a native library that fails to load
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise InputError(f"qlora loads the base model in 4 bits with bitsandbytes, which cannot be "
+                         f"imported ({reason})", field=field, value=value,
+                         expected=f"{BITSANDBYTES_REQUIREMENT} installed (pip install 'staytuned[qlora]'), "
+                                  "or method lora") from None
+    finally:
+        cpu_ops.setLevel(level)
+
+
+def nf4_config(compute_dtype: Any) -> Any:
+    """The transformers ``BitsAndBytesConfig`` of a QLoRA base: 4-bit NF4, double quantization."""
+    require_bitsandbytes()
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype,
+                              bnb_4bit_use_double_quant=True)
+
+
+def count_4bit_layers(model: Any) -> int:
+    """How many of ``model``'s layers are bitsandbytes 4-bit linears (0 for a full-precision model)."""
+    return sum(type(m).__name__ == "Linear4bit" for m in model.modules())
+
+
+def keep_4bit_trainable(model: Any) -> None:
+    """Keep ``model``'s 4-bit layers differentiable on CPUs with AVX512-BF16.
+
+    There bitsandbytes repacks a ``Linear4bit``'s weights for a faster inference kernel the first
+    time the layer runs in eval mode without gradients, and keeps them so; that kernel has no
+    backward, so every later training step would get wrong gradients through the base without an
+    error (measured on SmolLM2's tiny stand-in: LoRA gradients of a step after an evaluation off by
+    up to 90%). Switch the repacking off (:func:`load_model` does so before a 4-bit model's first
+    forward pass) and undo any that happened: evaluation then runs the kernel training runs. An
+    undone repacking re-quantizes the scales, so such a base differs slightly from a fresh load.
+    """
+    for module in model.modules():
+        if type(module).__name__ != "Linear4bit":
+            continue
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+        state = getattr(module.weight, "quant_state", None)
+        if state is not None and getattr(state, "packing_format_for_cpu", False):
+            from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
+
+            module.weight.data, module.weight.quant_state = _convert_weight_packed_for_cpu_inverse(
+                module.weight.data, state)
+
+
+def _load_pretrained(folder: str, torch_dtype: Any, *, local: bool, ref: str, quantization: Any = None,
+                     device: str | None = None) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    # bitsandbytes quantizes while it loads, straight onto the device.
+    extra = {} if quantization is None else {"quantization_config": quantization, "device_map": {"": device}}
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=local)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype, local_files_only=local)
+        model = with_sdpa(AutoModelForCausalLM.from_pretrained, folder, dtype=torch_dtype,
+                          local_files_only=local, **extra)
     except (OSError, ValueError) as exc:
         hint = "" if local else " (hub ids need network access; offline, pass a local folder or .gguf)"
         raise InputError(f"cannot load the model: {exc}{hint}", field="model", value=ref) from exc
     return model, tokenizer
+
+
+#: The attention kernel models load with: torch's fused ``scaled_dot_product_attention``, whose
+#: flash / memory-efficient kernels (where torch has one for the inputs) do not keep the T x T
+#: attention probabilities per head that the eager kernel saves for the backward pass.
+ATTN_IMPLEMENTATION = "sdpa"
+
+
+def with_sdpa(load: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``load(*args, attn_implementation="sdpa", **kwargs)``; where the architecture has no SDPA
+    attention (transformers raises ValueError), the same load with its default attention."""
+    try:
+        return load(*args, attn_implementation=ATTN_IMPLEMENTATION, **kwargs)
+    except ValueError as exc:
+        if "scaled_dot_product_attention" not in str(exc) and ATTN_IMPLEMENTATION not in str(exc):
+            raise
+    return load(*args, **kwargs)
 
 
 # ---------------------------------------------------------------- GGUF cache
@@ -283,6 +386,7 @@ def _build_tiny(family: str) -> tuple[Any, Any]:
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False,
+        attn_implementation=ATTN_IMPLEMENTATION,
     )
     build: Callable[[], PreTrainedModel]
     if family == "llama":

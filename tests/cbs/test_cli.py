@@ -120,6 +120,22 @@ def test_recommend_shipped(tmp_path: Path) -> None:
     assert "no shipped recommendation" in res.output and "mistral-7b" in res.output and "llama-3-8b" in res.output
 
 
+def test_recommend_qlora_shows_the_lora_recommendations_and_says_so(tmp_path: Path) -> None:
+    j = tmp_path / "q.json"
+    res = invoke("recommend", "--model", "mistral-7b", "--method", "qlora", "--quiet", "--json", j)
+    assert res.exit_code == 0, res.output
+    out = " ".join(res.stdout.split())
+    # Said in the table itself, so --quiet (which drops the notes) does not hide it.
+    assert "shown for qlora" in out and "measured with lora" in out
+    data = json.loads(j.read_text())
+    assert data["requested_method"] == "qlora" and data["shown_method"] == "lora"
+    assert any("no qlora recommendations shipped" in n for n in data["notes"])
+    assert [r["method"] for r in data["recommendations"]] == ["lora"]
+    assert data["recommendations"][0]["config"]["lora_r"] == 128
+    noisy = invoke("recommend", "--model", "mistral-7b", "--method", "qlora")
+    assert "note: no qlora recommendations shipped" in " ".join(noisy.stderr.split())
+
+
 def test_recommend_cites_our_study_without_an_arxiv_id() -> None:
     res = invoke("recommend", "--model", "smollm2-135m", "--method", "lora")
     assert res.exit_code == 0, res.output

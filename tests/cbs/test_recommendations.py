@@ -55,7 +55,7 @@ def test_filters_and_unknown_model() -> None:
         recommend(model="gpt2")
     assert "mistral-7b" in str(exc.value) and "llama-3-8b" in str(exc.value)
     with pytest.raises(InputError, match="method"):
-        recommend(model="mistral-7b", method="qlora")
+        recommend(model="mistral-7b", method="prefix-tuning")
     assert set(known_models()) >= PAPER
 
 
@@ -171,3 +171,25 @@ def test_no_submodule_is_named_like_a_name_its_package_exports():
             assert info.name not in pkg.__all__, f"{package}.{info.name}"
         for name in pkg.__all__:
             assert not isinstance(getattr(pkg, name), types.ModuleType), f"{package}.{name}"
+
+
+def test_qlora_without_a_study_of_its_own_shows_the_lora_recommendations_and_says_so() -> None:
+    for model in ("mistral-7b", "smollm2-135m"):
+        lora, qlora = recommend(model=model, method="lora"), recommend(model=model, method="qlora")
+        assert qlora.recommendations == lora.recommendations  # measured with LoRA: shown as such
+        assert all(r.method == "lora" for r in qlora.recommendations)
+        assert qlora.stand_in_for == "qlora" and lora.stand_in_for is None
+        assert any("no qlora recommendations" in n and "measured with LoRA" in n for n in qlora.notes)
+        d = qlora.to_dict()
+        assert d["requested_method"] == "qlora" and d["shown_method"] == "lora"
+        assert "requested_method" not in lora.to_dict()
+    # A results table: the same, unless it has qlora rows of its own.
+    rows = [{"dataset": d, "config_id": c, "model": "m", "method": "lora", "train_size": 100, "score": s,
+             "hp_learning_rate": lr}
+            for c, lr, ss in (("c1", 1e-4, (0.9, 0.2)), ("c2", 1e-3, (0.3, 0.8)))
+            for d, s in zip("ab", ss, strict=True)]
+    got = recommend(from_records(rows), method="qlora", k=2)
+    assert got.stand_in_for == "qlora" and [r.method for r in got.recommendations] == ["lora", "lora"]
+    assert any("no qlora recommendations in" in n for n in got.notes)
+    own = recommend(from_records([*rows, {**rows[0], "method": "qlora"}]), method="qlora", k=1)
+    assert own.stand_in_for is None and own.recommendations[0].method == "qlora"

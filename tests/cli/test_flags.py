@@ -51,6 +51,9 @@ TUNE = ["tune", "--task", "t1", "--model", "m", "--space", "preset:demo", "--tri
 
 @pytest.mark.parametrize(("args", "flag"), [
     (["--workers", "0"], "--workers"),
+    (["--workers", "x"], "--workers"),
+    (["--gpus-per-trial", "-1"], "--gpus-per-trial"),
+    (["--backend", "ray", "--share-gpus"], "--share-gpus"),
     (["--cpus-per-trial", "2"], "--cpus-per-trial"),
     (["--ray-address", "auto"], "--ray-address"),
     (["--backend", "slurm"], "--backend"),

@@ -121,3 +121,13 @@ def test_from_shipped_recommendation(tmp_path):
     assert any("defaults used" in n for n in data["staytuned"]["notes"])  # what the paper did not give
     bad = run("export", "--to", "trl", "--from-recommendation", "gpt2/lora", "--model", "gpt2")
     assert bad.exit_code == 2 and "no shipped recommendation" in " ".join(bad.stderr.split())
+
+
+def test_from_recommendation_for_qlora_uses_the_lora_one_as_qlora():
+    res = run("export", "--to", "axolotl", "--from-recommendation", "mistral-7b/qlora", "--model",
+              "mistralai/Mistral-7B-v0.1")
+    assert res.exit_code == 0, res.output
+    cfg = yaml.safe_load(res.stdout)
+    assert cfg["adapter"] == "qlora" and cfg["load_in_4bit"] is True
+    assert cfg["lora_r"] == 128 and cfg["learning_rate"] == 5e-5  # the paper's LoRA configuration
+    assert "used for qlora, which has no recommendation of its own" in " ".join(res.stdout.split())

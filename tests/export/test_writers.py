@@ -160,3 +160,53 @@ def test_formats_and_bad_targets(tmp_path):
         export_config(BEST, "unsloth", model=MODEL)
     with pytest.raises(InputError, match="unknown file type"):
         pick_format("trl", "x.txt", None)
+
+
+def test_qlora_exports_a_4bit_base_and_the_same_lora_adapter(tmp_path):
+    from peft import LoraConfig
+    from transformers import BitsAndBytesConfig
+    from trl import SFTConfig
+
+    qlora = {**BEST, "method": "qlora"}
+    axo = yaml.safe_load(export_config(qlora, "axolotl", model=MODEL).text)
+    assert set(axo) <= AXOLOTL_KEYS | {"load_in_4bit"}, set(axo) - AXOLOTL_KEYS
+    assert axo["adapter"] == "qlora" and axo["load_in_4bit"] is True
+    assert (axo["lora_r"], axo["lora_alpha"], axo["lora_dropout"]) == (8, 16, 0.1)
+    assert axo["lora_target_modules"] == ["q_proj", "v_proj"]
+    lora_axo = yaml.safe_load(export_config(BEST, "axolotl", model=MODEL).text)
+    assert {k: v for k, v in axo.items() if k not in ("adapter", "load_in_4bit", "output_dir")} == {
+        k: v for k, v in lora_axo.items() if k not in ("adapter", "output_dir")}
+
+    # LLaMA-Factory: QLoRA is finetuning_type lora + on-the-fly 4-bit quantization (model_args.py
+    # QuantizationArguments: quantization_bit, quantization_method bnb = bitsandbytes, quantization_type,
+    # double_quantization; examples/train_qlora/*.yaml).
+    lf = yaml.safe_load(export_config(qlora, "llama-factory", model=MODEL).text)
+    quant_keys = {"quantization_bit", "quantization_method", "quantization_type", "double_quantization"}
+    assert set(lf) <= LLAMA_FACTORY_KEYS | quant_keys, set(lf) - LLAMA_FACTORY_KEYS
+    assert lf["finetuning_type"] == "lora" and lf["quantization_bit"] == 4
+    assert lf["quantization_method"] == "bnb" and lf["quantization_type"] == "nf4" and lf["double_quantization"]
+    assert (lf["lora_rank"], lf["lora_target"]) == (8, "q_proj,v_proj")
+
+    # TRL: the script builds a BitsAndBytesConfig and loads the base with it.
+    py = export_config(qlora, "trl", model=MODEL, path=tmp_path / "train.py", output_dir=str(tmp_path / "o"),
+                       precision="fp32")  # bf16 would not build an SFTConfig on a CPU
+    ns = runpy.run_path(str(py.path), run_name="staytuned_test")
+    bnb, lora, sft = ns["quantization_config"], ns["lora_config"], ns["sft_config"]
+    assert isinstance(bnb, BitsAndBytesConfig) and isinstance(lora, LoraConfig) and isinstance(sft, SFTConfig)
+    assert bnb.load_in_4bit and bnb.bnb_4bit_quant_type == "nf4" and bnb.bnb_4bit_use_double_quant
+    assert bnb.bnb_4bit_compute_dtype == ns["torch"].float32
+    assert "bnb_4bit_compute_dtype=torch.bfloat16,\n" in export_config(qlora, "trl", model=MODEL, precision="bf16").text
+    assert lora.r == 8 and set(lora.target_modules) == {"q_proj", "v_proj"}
+    assert "from_pretrained(MODEL, quantization_config=quantization_config)" in py.text
+    js = json.loads(export_config(qlora, "trl", model=MODEL, fmt="json").text)
+    bnb_json = BitsAndBytesConfig(**js["quantization_config"])
+    assert bnb_json.load_in_4bit and bnb_json.bnb_4bit_quant_type == "nf4"
+    assert LoraConfig(**js["lora_config"]).lora_alpha == 16 and js["staytuned"]["hp"]["method"] == "qlora"
+
+    # PEFT: the adapter is a LoRA adapter; the .py file also says how to load the base.
+    peft = json.loads(export_config(qlora, "peft", model=MODEL).text)
+    assert peft["peft_type"] == "LORA" and peft["r"] == 8
+    pns = runpy.run_path(str(export_config(qlora, "peft", model=MODEL, path=tmp_path / "adapter.py").path),
+                         run_name="staytuned_test")
+    assert isinstance(pns["quantization_config"], BitsAndBytesConfig) and isinstance(pns["lora_config"], LoraConfig)
+    assert "quantization_config" not in export_config(BEST, "trl", model=MODEL).text  # lora stays as it was

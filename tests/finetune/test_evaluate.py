@@ -7,6 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from staytuned.finetune.evaluate import evaluate, label_logliks  # noqa: E402
+from staytuned.finetune.trainer import shared_prefix_len  # noqa: E402
 from staytuned.models import load_model  # noqa: E402
 from staytuned.tasks import load_task  # noqa: E402
 
@@ -65,12 +66,11 @@ def test_summarization_metrics() -> None:
 
 @pytest.mark.parametrize("ref", ["tiny-llama", "tiny-mistral"])
 def test_shared_prompt_prefix_is_computed_once_and_scores_stay_exact(ref: str, monkeypatch) -> None:
-    from staytuned.finetune import evaluate as ev
 
     model, tok = load_model(ref, device="cpu")
     head = "Labels: no, yes, maybe not. Text: "
     prompts = [tok(head + t, add_special_tokens=False)["input_ids"] for t in ["abc", "a longer text here", "zz"]]
-    assert ev._common_prefix_len(prompts) == len(head)
+    assert shared_prefix_len(prompts) == len(head)
     calls: list[int] = []
     real = model.forward
 

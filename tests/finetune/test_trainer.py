@@ -16,6 +16,7 @@ from staytuned.finetune.trainer import (  # noqa: E402
     epoch_batches,
     fit_lengths,
     left_pad,
+    shared_prefix_len,
     target_loss_sum,
     train,
 )
@@ -89,6 +90,63 @@ def test_target_loss_matches_reference_per_example_loss(ref: str) -> None:
     assert n == 4 + 3 + 2
     assert float(total) == pytest.approx(want, rel=1e-4)
     assert float(full) == pytest.approx(want, rel=1e-4)
+
+
+@pytest.mark.parametrize("ref", ["tiny-llama", "tiny-mistral"])
+def test_shared_prefix_gives_the_loss_and_gradients_of_full_rows(ref: str) -> None:
+    """The prompt start common to a batch runs once; loss and gradients must not change."""
+    model, tok = load_model(ref, device="cpu")
+    for p in model.parameters():
+        p.requires_grad_(True)
+    head = list(range(100, 120))
+    batch = [Example(head + list(range(10, 30)), 36), Example(head + list(range(50, 57)), 24),
+             Example(head + list(range(70, 73)), 21)]
+    assert shared_prefix_len([e.input_ids[:e.n_prompt] for e in batch]) == len(head)
+
+    def loss_and_grads(n_prefix: int) -> tuple[float, list]:
+        model.zero_grad(set_to_none=True)
+        total, n = target_loss_sum(model, batch, tok.pad_token_id, "cpu", keep_logits=True, n_prefix=n_prefix)
+        assert n == 4 + 3 + 2
+        total.backward()
+        return float(total), [p.grad.clone() for p in model.parameters()]
+
+    whole, g_whole = loss_and_grads(0)
+    shared, g_shared = loss_and_grads(len(head))
+    assert shared == pytest.approx(whole, rel=1e-5)
+    for a, b in zip(g_whole, g_shared, strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_training_runs_the_shared_prefix_once_per_micro_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    model, tok = load_model("tiny-llama", device="cpu")
+    for p in model.parameters():
+        p.requires_grad_(True)
+    pairs = [(f"Classify the following text as yes or no. Text: {i} {'yes' if i % 2 else 'no'}",
+              "yes" if i % 2 else "no") for i in range(16)]
+    examples = encode_pairs(pairs, tok, 64, suffix="</s>")
+    n_prefix = shared_prefix_len([e.input_ids[:e.n_prompt] for e in examples])
+    assert n_prefix >= trainer.MIN_SHARED_PREFIX
+    widths: list[int] = []
+    real = model.forward
+
+    def counting(*args, **kwargs):
+        widths.append(kwargs["input_ids"].shape[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", counting)
+    cfg = TrainConfig(method="full", learning_rate=3e-3, batch_size=8, epochs=2, lr_scheduler="constant")
+    stats = train(model, examples, cfg, pad_id=tok.pad_token_id, device="cpu", micro_batch_size=4)
+    assert stats.shared_prefix_tokens == n_prefix
+    assert widths == [1, 4] * 8  # per micro-batch: the prefix (one row), then its 4 rows
+    # the same run without sharing follows the same loss curve
+    model2, _ = load_model("tiny-llama", device="cpu")
+    for p in model2.parameters():
+        p.requires_grad_(True)
+    monkeypatch.setattr(trainer, "MIN_SHARED_PREFIX", 10_000)
+    plain = train(model2, examples, cfg, pad_id=tok.pad_token_id, device="cpu", micro_batch_size=4)
+    assert plain.shared_prefix_tokens == 0
+    for (_, a), (_, b) in zip(stats.loss_curve, plain.loss_curve, strict=True):
+        assert a == pytest.approx(b, rel=1e-3, abs=1e-4)
 
 
 def _examples(tok, n: int = 16) -> list[Example]:

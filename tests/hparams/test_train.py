@@ -42,7 +42,7 @@ def test_from_dict_coerces_strings_and_integral_floats() -> None:
 
 
 @pytest.mark.parametrize("values,field", [
-    ({"method": "qlora"}, "method"),
+    ({"method": "dora"}, "method"),
     ({"lr_scheduler": "warm_restarts"}, "lr_scheduler"),
     ({"optimizer": "lion"}, "optimizer"),
     ({"precision": "bf16"}, "precision"),  # an execution setting, never part of a config
@@ -79,3 +79,24 @@ def test_lora_fields_are_ignored_for_full() -> None:
     cfg = TrainConfig.from_dict({"method": "full", "lora_alpha": 0, "lora_r": -3})
     assert cfg.method == "full"
     assert "lora_alpha" not in cfg.hp_dict() and "lora_alpha" in TrainConfig().hp_dict()
+
+
+def test_qlora_takes_the_lora_hyperparameters_and_validates_them() -> None:
+    from staytuned.hardware import planner
+    from staytuned.hparams.schema import DEFAULT_LR, LORA_METHODS, METHODS
+
+    cfg = TrainConfig.from_dict({"method": "qlora", "lora_r": "8", "lora_alpha": 16.0,
+                                 "lora_target_modules": "q_proj,v_proj"})
+    assert (cfg.method, cfg.learning_rate, cfg.lora_r, cfg.lora_alpha) == ("qlora", 1e-4, 8, 16)
+    assert DEFAULT_LR["qlora"] == DEFAULT_LR["lora"] and LORA_METHODS == ("lora", "qlora")
+    assert cfg.hp_dict()["lora_target_modules"] == "q_proj,v_proj"  # kept, as for lora
+    for bad, field in (({"lora_r": 0}, "lora_r"), ({"lora_alpha": 0}, "lora_alpha"),
+                       ({"lora_dropout": 1.0}, "lora_dropout"),
+                       ({"lora_target_modules": "q_proj,"}, "lora_target_modules")):
+        with pytest.raises(InputError) as info:
+            TrainConfig.from_dict({"method": "qlora", **bad})
+        assert info.value.field == field
+    with pytest.raises(InputError, match="lora, qlora, full"):
+        TrainConfig.from_dict({"method": "qlroa"})
+    # The memory planner plans the same three methods under the same names.
+    assert set(planner.METHODS) == set(METHODS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -13,20 +14,19 @@ def _no_trials(tmp_path) -> bool:
     return not list(tmp_path.glob("runs/*/study.db"))
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--space", "BAD"], "space file not found"),
-    (["--strategy", "bayes"], "unknown strategy"),
-    (["--pruner", "sometimes"], "unknown pruner"),
-    (["--set", "learning_rat=1e-4"], "unknown hyperparameter"),
-    (["--task", "no-such-task"], "no-such-task"),
-    (["--model", "./nope/model"], "unknown model"),
-    (["--storage", "postgresql://nobody@127.0.0.1:1/x"], "cannot open storage"),
-    (["--strategy", "cbs-adaptive"], "needs per-dataset scores"),
+@pytest.mark.parametrize("flag, value, message", [
+    ("--space", "BAD", "space file not found"),
+    ("--strategy", "bayes", "unknown strategy"),
+    ("--pruner", "sometimes", "unknown pruner"),
+    ("--set", "learning_rat=1e-4", "unknown hyperparameter"),
+    ("--task", "no-such-task", "no-such-task"),
+    ("--model", "./nope/model", "unknown model"),
+    ("--storage", "postgresql://nobody@127.0.0.1:1/x", "cannot open storage"),
+    ("--strategy", "cbs-adaptive", "needs per-dataset scores"),
 ])
-def test_bad_input_fails_before_any_trial(run_cli, tmp_path, args, message):
-    base = {"--task": "sst2", "--model": "tiny-llama", "--space": "preset:demo", "--trials": "1"}
-    for i in range(0, len(args), 2):
-        base[args[i]] = args[i + 1]
+def test_bad_input_fails_before_any_trial(run_cli, tmp_path, flag, value, message):
+    # one flag of a valid command (overriding its value there) made bad
+    base = {"--task": "sst2", "--model": "tiny-llama", "--space": "preset:demo", "--trials": "1", flag: value}
     flat = [x for kv in base.items() for x in kv]
     res = run_cli("tune", *flat, "-q")
     assert res.exit_code == 2, res.output
@@ -116,3 +116,43 @@ def test_cbs_adaptive_starts_from_the_table_shipped_with_a_models_recommendation
                   "--train-size", "20", "--trials", "2", "--trial-fn", SYNTH, "-q", "--json", "o.json")
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "o.json").read_text())["trials"]["finished"] == 2
+
+
+def test_workers_auto_and_what_each_worker_got(run_cli, tmp_path, monkeypatch):
+    """--workers auto parses; with (faked) GPUs the header says each worker's GPUs, and more
+    workers than GPUs is refused before any study unless --share-gpus."""
+    from staytuned.hardware import gpus
+
+    args = ["tune", "--task", "t1", "--model", "m", "--space", "preset:demo", "--strategy",
+            "grid", "--trials", "1", "--trial-fn", SYNTH, "--no-baseline", "--no-outputs"]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(gpus, "gpu_count", lambda: 0)
+    res = run_cli(*args, "--workers", "auto")
+    assert res.exit_code == 0, res.output
+    assert "1 trials, 1 worker(s)" in res.output.replace("\n", "")
+    monkeypatch.setattr(gpus, "gpu_count", lambda: 2)
+    res = run_cli(*args, "--workers", "3", "--study", "s2")
+    text = res.output.replace("\n", "")
+    assert res.exit_code == 2 and "field '--workers'" in text and "--share-gpus" in text, text
+    assert not (tmp_path / "runs" / "s2").exists()
+    # one worker holding both GPUs: it may use every GPU this process sees, so it runs here
+    res = run_cli(*args, "--gpus-per-trial", "2", "--study", "s3")
+    assert res.exit_code == 0, res.output
+    assert "1 trials, 1 worker, GPUs 0,1" in res.output.replace("\n", "")
+
+
+_LINE = re.compile(r"^\[\d\d:\d\d:\d\d\] ")
+
+
+def test_simulate_and_report_print_progress_lines_when_stderr_is_not_a_terminal(run_cli, tmp_path) -> None:
+    demo_table(tmp_path / "t.csv", n_datasets=3)
+    res = run_cli("simulate", "t.csv", "--strategies", "grid,cbs", "--k", "3", "--seeds", "1")
+    assert res.exit_code == 0, res.output
+    lines = [x for x in res.output.splitlines() if _LINE.match(x)]
+    assert lines and re.search(r"simulating: 6/6 \(100%\)(, done in \S+)?$", lines[-1]), lines
+    res = run_cli("report", "t.csv", "-o", "r.html")
+    assert res.exit_code == 0, res.output
+    lines = [x for x in res.output.splitlines() if _LINE.match(x)]
+    assert len(lines) >= 3 and "report: written" in lines[-1] and "(100%)" in lines[-1]
+    res = run_cli("simulate", "t.csv", "--strategies", "grid", "--k", "3", "--seeds", "1", "-q")
+    assert not [x for x in res.output.splitlines() if _LINE.match(x)]

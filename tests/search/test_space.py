@@ -70,15 +70,15 @@ def test_invalid_spaces_name_field_and_expectation(data, field, expect):
     assert expect in str(exc.value)
 
 
-def test_yaml_file_errors(tmp_path):
-    bad = tmp_path / "s.yaml"
-    bad.write_text("params: [oops\n")
-    with pytest.raises(InputError, match="not valid YAML"):
-        load_space(str(bad))
-    with pytest.raises(InputError, match="unknown space preset"):
-        load_space("preset:nope")
-    with pytest.raises(InputError, match="not found"):
-        load_space(str(tmp_path / "missing.yaml"))
+@pytest.mark.parametrize(("ref", "message"), [
+    ("{tmp}/s.yaml", "not valid YAML"),
+    ("preset:nope", "unknown space preset"),
+    ("{tmp}/missing.yaml", "not found"),
+])
+def test_yaml_file_errors(tmp_path, ref, message):
+    (tmp_path / "s.yaml").write_text("params: [oops\n")
+    with pytest.raises(InputError, match=message):
+        load_space(ref.format(tmp=tmp_path))
 
 
 def test_hp_names_match_trainconfig():
@@ -224,3 +224,19 @@ def test_invalid_points(points, field, expect):
     with pytest.raises(InputError) as exc:
         parse_space(data, source="my.yaml")
     assert exc.value.field == field and expect in str(exc.value)
+
+
+def test_qlora_gets_the_lora_params_of_the_presets_and_in_grids():
+    for name in ("demo", "lora"):
+        sp = load_space(f"preset:{name}")
+        assert sp.size({"method": "qlora"}) == sp.size({"method": "lora"}) > sp.size({"method": "full"})
+    sp = parse_space({"params": {
+        "method": ["lora", "qlora", "full"],
+        "lora_r": {"type": "int", "values": [8, 16], "when": {"method": ["lora", "qlora"]}},
+    }})
+    grid = sp.grid()
+    assert len(grid) == 5 and all(("lora_r" in g) == (g["method"] != "full") for g in grid)
+    assert parse_space({"params": {"lora_r": {"type": "int", "values": [8], "when": {"method": "qlora"}}},
+                        "fixed": {"method": "qlora"}}).grid() == [{"method": "qlora", "lora_r": 8}]
+    with pytest.raises(InputError, match="lora or qlora or full"):
+        parse_space({"params": {"lora_r": {"type": "int", "values": [8], "when": {"method": "qlroa"}}}})

@@ -292,3 +292,14 @@ def test_strategies_simulate_and_executors_import_no_heavy_module():
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_cbs_for_qlora_ranks_the_lora_configs_where_qlora_has_none():
+    from staytuned.cbs import shipped_table
+    from staytuned.search.strategies import shipped_offline
+
+    table = str(shipped_table("smollm2-135m"))  # lora and full rows, no qlora
+    lora = offline_from_table(table, method="lora", train_size=100).ranked
+    assert offline_from_table(table, method="qlora", train_size=100).ranked == lora
+    assert lora != offline_from_table(table, method="full", train_size=100).ranked
+    assert shipped_offline("smollm2-135m", "qlora", 100).ranked == shipped_offline("smollm2-135m", "lora", 100).ranked

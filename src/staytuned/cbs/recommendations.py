@@ -65,13 +65,32 @@ class RecommendationSet:
     recommendations: tuple[Recommendation, ...]
     origin: str  # "shipped" or the results table path
     notes: tuple[str, ...] = ()
+    #: The method asked for when these are another method's recommendations standing in for it
+    #: (qlora, where only LoRA was measured: the LoRA ones, with a note saying so).
+    stand_in_for: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "origin": self.origin,
             "recommendations": [_rec_dict(r) for r in self.recommendations],
             "notes": list(self.notes),
         }
+        if self.stand_in_for is not None:
+            d["requested_method"] = self.stand_in_for
+            d["shown_method"] = STAND_INS[self.stand_in_for]
+        return d
+
+
+#: A method without recommendations of its own -> the measured method shown in its place.
+STAND_INS = {"qlora": "lora"}
+
+
+def stand_in_note(method: str, where: str) -> str:
+    """The note that says another method's recommendations stand in for ``method``."""
+    shown = STAND_INS[method]
+    return (f"no {method} recommendations {where}: showing the {shown} ones instead. QLoRA trains the same "
+            "LoRA adapter on a 4-bit base, so they are a starting point measured with LoRA, not with "
+            f"QLoRA (use them with method {method})")
 
 
 def _rec_dict(r: Recommendation) -> dict[str, Any]:
@@ -191,9 +210,15 @@ def _from_shipped(model: str | None, method: str | None, train_size: int | None,
             raise InputError("no shipped recommendation for this model", field="model", value=model,
                              expected=f"one of: {listing} (or pass a results table)")
         recs = [r for r in recs if r.model == canon]
+    stand_in = None
     if method is not None:
         have = sorted({str(r.method) for r in recs})
-        recs = [r for r in recs if str(r.method).lower() == method.lower()]
+        picked = [r for r in recs if str(r.method).lower() == method.lower()]
+        if not picked and STAND_INS.get(method.lower()) in have:
+            stand_in = method.lower()
+            picked = [r for r in recs if str(r.method).lower() == STAND_INS[stand_in]]
+            notes.append(stand_in_note(stand_in, f"shipped for {model or 'these models'}"))
+        recs = picked
         if not recs:
             raise InputError("no shipped recommendation for this method", field="method", value=method,
                              expected=f"one of {have}")
@@ -213,7 +238,7 @@ def _from_shipped(model: str | None, method: str | None, train_size: int | None,
     if k is not None:
         recs = [r for r in recs if r.rank <= k]
     recs = sorted(recs, key=lambda r: (natural_key(r.model), str(r.method), r.train_size or 0, r.rank))
-    return RecommendationSet(tuple(recs), origin="shipped", notes=tuple(notes))
+    return RecommendationSet(tuple(recs), origin="shipped", notes=tuple(notes), stand_in_for=stand_in)
 
 
 def _from_table(table: str | Path | ResultsTable, model: str | None, method: str | None,
@@ -222,6 +247,11 @@ def _from_table(table: str | Path | ResultsTable, model: str | None, method: str
     t = table if isinstance(table, ResultsTable) else load_results(table, columns)
     if model is not None and t.model is not None:
         model = match_model(t, model)
+    stand_in = None
+    if method is not None and method.lower() in STAND_INS and t.method is not None:
+        present = {loose_key(v, "method") for v in t.values("method")}
+        if loose_key(method, "method") not in present and loose_key(STAND_INS[method.lower()], "method") in present:
+            stand_in, method = method.lower(), STAND_INS[method.lower()]
     sliced = t.slice(model=model, method=method, train_size=train_size)
     matrix = sliced.score_matrix(direction=direction, agg=agg)
     ranking = rank(matrix, tol=tol, abs_tol=abs_tol, k=k)
@@ -237,7 +267,8 @@ def _from_table(table: str | Path | ResultsTable, model: str | None, method: str
         )
         for s in ranking.steps
     )
-    return RecommendationSet(recs, origin=t.source, notes=matrix.notes)
+    notes = (stand_in_note(stand_in, f"in {t.source}"),) if stand_in is not None else ()
+    return RecommendationSet(recs, origin=t.source, notes=(*notes, *matrix.notes), stand_in_for=stand_in)
 
 
 def match_model(t: ResultsTable, model: str) -> str:

@@ -1,12 +1,18 @@
-"""Options shared by several commands (typer defaults): output, verbosity, execution settings."""
+"""Options shared by several commands (typer defaults): output, verbosity, execution settings,
+and :class:`OptionGroup` for a set of options several commands take together."""
 
 from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Collection
+from typing import Any, ClassVar, TypeVar
 
 import typer
 
 from staytuned.cli._common import check_output
 from staytuned.errors import StaytunedError
-from staytuned.hparams.schema import EXECUTION
+from staytuned.hparams.schema import CHECKPOINTING, EXECUTION
 
 
 def _json_path(value: str | None) -> str | None:
@@ -30,3 +36,102 @@ PrecisionOpt = typer.Option("auto", "--precision", help=_EXEC_HELP["precision"])
 DeviceOpt = typer.Option(None, "--device", help=_EXEC_HELP["device"])
 ThreadsOpt = typer.Option(None, "--threads", help=_EXEC_HELP["threads"])
 MicroBatchOpt = typer.Option(None, "--micro-batch-size", help=_EXEC_HELP["micro_batch_size"])
+
+
+def _checkpointing(value: str) -> str:
+    """--gradient-checkpointing: refused (exit 2) before the command runs unless auto, on or off."""
+    if value not in CHECKPOINTING:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(CHECKPOINTING)}")
+    return value
+
+
+CheckpointingOpt = typer.Option("auto", "--gradient-checkpointing", callback=_checkpointing,
+                                help=_EXEC_HELP["gradient_checkpointing"])
+
+
+class OptionGroup:
+    """Options that several commands take together, declared once (typer has no option groups).
+
+    A subclass declares them as annotated class attributes, the way a command declares its
+    parameters (``dataset_col: str = typer.Option("dataset", "--dataset-col", help=...)``), and
+    may add methods that use them. A command takes the whole group as one parameter,
+    ``cols: Columns = Columns.param()``; wrapped in :func:`grouped`, its command line has the
+    group's options in that parameter's place (same flags, defaults and help) and the parameter
+    receives an instance holding their values (an option named ``values`` or ``param`` would hide
+    the methods of that name).
+    """
+
+    _options: ClassVar[dict[str, tuple[Any, Any]]] = {}  # name -> (type, typer.Option(...))
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        hints = inspect.get_annotations(cls, eval_str=True)
+        cls._options = {name: (tp, cls.__dict__[name]) for name, tp in hints.items()}
+
+    def __init__(self, **values: Any) -> None:
+        unknown = set(values) - set(self._options)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no options {sorted(unknown)}")
+        # An option the command does not take (param(without=...)) holds the option's default.
+        for name, (_, option) in self._options.items():
+            setattr(self, name, values.get(name, option.default))
+
+    def values(self) -> dict[str, Any]:
+        """The options' values by name."""
+        return {name: getattr(self, name) for name in self._options}
+
+    @classmethod
+    def param(cls, *, without: Collection[str] = ()) -> Any:
+        """The default of a command parameter that takes this group (``without``: options it lacks)."""
+        unknown = set(without) - set(cls._options)
+        if unknown:
+            raise ValueError(f"{cls.__name__} has no options {sorted(unknown)}")
+        return _GroupParam(cls, tuple(name for name in cls._options if name not in without))
+
+
+def option_group(spec: Callable[..., object]) -> type[OptionGroup]:
+    """The :class:`OptionGroup` whose options are the parameters of ``spec``, declared exactly as a
+    command declares its options (``spec``'s body never runs): for a long list of options whose
+    values the command only passes on, ``**cols.values()``."""
+    params = inspect.signature(spec, eval_str=True).parameters.values()
+    namespace: dict[str, Any] = {p.name: p.default for p in params}
+    namespace.update(__annotations__={p.name: p.annotation for p in params}, __doc__=spec.__doc__,
+                     __module__=spec.__module__)
+    return type(spec.__name__, (OptionGroup,), namespace)
+
+
+class _GroupParam:
+    """A command parameter's default that stands for (some of) the options of a group."""
+
+    def __init__(self, group: type[OptionGroup], names: tuple[str, ...]) -> None:
+        self.group, self.names = group, names
+
+    def parameters(self, kind: Any) -> list[inspect.Parameter]:
+        return [inspect.Parameter(name, kind, default=self.group._options[name][1],
+                                  annotation=self.group._options[name][0]) for name in self.names]
+
+
+_R = TypeVar("_R")
+
+
+def grouped(command: Callable[..., _R]) -> Callable[..., _R]:
+    """``command`` with each parameter whose default is ``Group.param()`` spread into the group's
+    options in its signature (what typer reads), gathered back into a ``Group`` when it runs."""
+    sig = inspect.signature(command, eval_str=True)
+    groups = {p.name: p.default for p in sig.parameters.values() if isinstance(p.default, _GroupParam)}
+    params: list[inspect.Parameter] = []
+    for p in sig.parameters.values():
+        params += groups[p.name].parameters(p.kind) if p.name in groups else [p]
+    names = [p.name for p in params]
+    if len(names) != len(set(names)):
+        raise TypeError(f"{command.__name__}: an option of a group is also a parameter")
+
+    @functools.wraps(command)
+    def run(**values: Any) -> _R:
+        for name, use in groups.items():
+            values[name] = use.group(**{option: values.pop(option) for option in use.names})
+        return command(**values)
+
+    run.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    run.__annotations__ = {p.name: p.annotation for p in params} | {"return": sig.return_annotation}
+    return run

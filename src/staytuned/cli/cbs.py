@@ -20,7 +20,7 @@ from staytuned._util.io import atomic_open, atomic_write_text
 from staytuned._util.parse import parse_assignments
 from staytuned.cli._common import check_output, cli_errors, err, out, write_json
 from staytuned.cli._flags import flag_names, render
-from staytuned.cli._options import JsonOpt, QuietOpt, VerboseOpt
+from staytuned.cli._options import JsonOpt, OptionGroup, QuietOpt, VerboseOpt, grouped, option_group
 from staytuned.errors import InputError
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ MethodCol = typer.Option(None, "--method-col", help="Method column (default 'met
 TrainSizeCol = typer.Option(None, "--train-size-col", help="Train-size column (default 'train_size').")
 SplitCol = typer.Option(None, "--split-col", help="Split column (default 'split' when present); else splits come from dataset-name suffixes -Dev/-Test.")
 Model = typer.Option(None, "--model", help="Use only rows of this model (aliases such as mistral-7b accepted).")
-Method = typer.Option(None, "--method", help="Use only rows of this method (lora, full).")
+Method = typer.Option(None, "--method", help="Use only rows of this method (lora, qlora, full).")
 TrainSize = typer.Option(None, "--train-size", help="Use only rows of this train size.")
 Direction = typer.Option(None, "--direction", help="max (higher is better) or min; or per metric, e.g. 'loss=min,accuracy=max'. Default: from the metric name (loss/perplexity/error-like = min), else max.")
 Tol = typer.Option(0.01, "--tol", help="Relative tolerance: a config covers a dataset when within tol*|best| of the best (0.01 = 1%).")
@@ -66,6 +66,32 @@ AbsTol = typer.Option(None, "--abs-tol", help="Absolute tolerance (overrides --t
 Agg = typer.Option("mean", "--agg", help="How repeated runs (seeds, duplicate rows) of a cell combine: mean | median | max | min.")
 ChooseSplit = typer.Option("auto", "--choose-split", help="Split whose scores rank/choose, e.g. Dev. 'auto': the test score column if filled, else X-Dev/X-Test pairs if present, else all datasets; 'all' (rank) / 'none' (evaluate): no pairing.")
 ScoreSplit = typer.Option("auto", "--score-split", help="Split whose scores evaluate held-out datasets, e.g. Test (see --choose-split).")
+
+
+@option_group
+def table_columns(
+    dataset_col: str = DatasetCol,
+    config_col: str | None = ConfigCol,
+    score_col: str = ScoreCol,
+    test_score_col: str | None = typer.Option(None, "--test-score-col", help="Second score column that scores held-out datasets (default 'score_test' when filled); choosing uses --score-col."),
+    hp_cols: str | None = HpCols,
+    hp_json_col: str | None = HpJsonCol,
+    ignore_cols: str | None = IgnoreCols,
+    status_col: str | None = StatusCol,
+    seed_col: str | None = SeedCol,
+    metric_col: str | None = MetricCol,
+    model_col: str | None = ModelCol,
+    method_col: str | None = MethodCol,
+    train_size_col: str | None = TrainSizeCol,
+    split_col: str | None = SplitCol,
+    group_col: str | None = typer.Option(None, "--group-col", help="Leave-one-group-out by this column (e.g. task type; one group per dataset)."),
+) -> None:
+    """The column of each role in a results table (rank and recommend take fewer)."""
+
+
+@option_group
+def row_filter(model: str | None = Model, method: str | None = Method, train_size: str | None = TrainSize) -> None:
+    """Which rows of the table to use (cbs rank and evaluate)."""
 
 
 # The API names library errors and notes about a results table give -> the flags that set them.
@@ -141,6 +167,7 @@ def _hps_text(hps: dict[str, Any]) -> str:
 
 
 def _load(table: Path, verbose: bool, **cols: Any) -> ResultsTable:
+    """``table`` read with the column options ``cols`` (their values by option name)."""
     from staytuned.results import load_results
 
     t = load_results(table, _columns(**cols))
@@ -160,24 +187,11 @@ def _check_out_path(path: Path | None, suffixes: tuple[str, ...], flag: str) -> 
 
 # -- cbs rank ---------------------------------------------------------------------------------
 @cbs_app.command("rank", help="Rank the configs of a results table by greedy coverage. " + HP_HELP)
+@grouped
 def rank_cmd(
     table: Path = TableArg,
-    dataset_col: str = DatasetCol,
-    config_col: str | None = ConfigCol,
-    score_col: str = ScoreCol,
-    hp_cols: str | None = HpCols,
-    hp_json_col: str | None = HpJsonCol,
-    ignore_cols: str | None = IgnoreCols,
-    status_col: str | None = StatusCol,
-    seed_col: str | None = SeedCol,
-    metric_col: str | None = MetricCol,
-    model_col: str | None = ModelCol,
-    method_col: str | None = MethodCol,
-    train_size_col: str | None = TrainSizeCol,
-    split_col: str | None = SplitCol,
-    model: str | None = Model,
-    method: str | None = Method,
-    train_size: str | None = TrainSize,
+    cols: OptionGroup = table_columns.param(without=("test_score_col", "group_col")),
+    rows: OptionGroup = row_filter.param(),
     direction: str | None = Direction,
     tol: float = Tol,
     abs_tol: float | None = AbsTol,
@@ -191,12 +205,7 @@ def rank_cmd(
     with cli_errors(), flag_names(TABLE_FLAGS):
         from staytuned.cbs import rank
 
-        _check_out_path(Path(json_path) if json_path else None, (), "--json")
-        t = _load(table, verbose, dataset_col=dataset_col, config_col=config_col, score_col=score_col,
-                  hp_cols=hp_cols, hp_json_col=hp_json_col, ignore_cols=ignore_cols, status_col=status_col,
-                  seed_col=seed_col, metric_col=metric_col, model_col=model_col, method_col=method_col,
-                  train_size_col=train_size_col, split_col=split_col)
-        t = _slice(t, model, method, train_size)
+        t = _slice(_load(table, verbose, **cols.values()), **rows.values())
         matrix, what = t.choose_matrix(choose_split, direction=_direction(direction), agg=agg)
         ranking = rank(matrix, tol=tol, abs_tol=abs_tol, k=k)
         if not quiet:
@@ -236,26 +245,11 @@ def _print_ranking(ranking: Ranking, m: int) -> None:
 
 # -- cbs evaluate -----------------------------------------------------------------------------
 @cbs_app.command("evaluate", help="Leave-one-dataset-out (or leave-one-group-out) evaluation of CBS against baselines. " + HP_HELP)
+@grouped
 def evaluate_cmd(
     table: Path = TableArg,
-    dataset_col: str = DatasetCol,
-    config_col: str | None = ConfigCol,
-    score_col: str = ScoreCol,
-    test_score_col: str | None = typer.Option(None, "--test-score-col", help="Second score column that scores held-out datasets (default 'score_test' when filled); choosing uses --score-col."),
-    hp_cols: str | None = HpCols,
-    hp_json_col: str | None = HpJsonCol,
-    ignore_cols: str | None = IgnoreCols,
-    status_col: str | None = StatusCol,
-    seed_col: str | None = SeedCol,
-    metric_col: str | None = MetricCol,
-    model_col: str | None = ModelCol,
-    method_col: str | None = MethodCol,
-    train_size_col: str | None = TrainSizeCol,
-    split_col: str | None = SplitCol,
-    group_col: str | None = typer.Option(None, "--group-col", help="Leave-one-group-out by this column (e.g. task type; one group per dataset)."),
-    model: str | None = Model,
-    method: str | None = Method,
-    train_size: str | None = TrainSize,
+    cols: OptionGroup = table_columns.param(),
+    rows: OptionGroup = row_filter.param(),
     direction: str | None = Direction,
     tol: float = Tol,
     abs_tol: float | None = AbsTol,
@@ -275,16 +269,13 @@ def evaluate_cmd(
     with cli_errors(), flag_names(TABLE_FLAGS):
         from staytuned.cbs import evaluate
 
-        _check_out_path(Path(json_path) if json_path else None, (), "--json")
         _check_out_path(csv_path, (), "--csv")
         _check_out_path(plot_path, (".png", ".svg"), "--plot")
+        columns = cols.values()
+        group_col, split_col = columns["group_col"], columns["split_col"]
         if group_col is not None and split_col is not None and group_col == split_col:
             raise InputError("the group column cannot also be the split column", field="--group-col", value=group_col)
-        t = _load(table, verbose, dataset_col=dataset_col, config_col=config_col, score_col=score_col,
-                  test_score_col=test_score_col, hp_cols=hp_cols, hp_json_col=hp_json_col, ignore_cols=ignore_cols,
-                  status_col=status_col, seed_col=seed_col, metric_col=metric_col, model_col=model_col,
-                  method_col=method_col, train_size_col=train_size_col, split_col=split_col, group_col=group_col)
-        t = _slice(t, model, method, train_size)
+        t = _slice(_load(table, verbose, **columns), **rows.values())
         choose, scoring, what = t.eval_matrices(choose_split, score_split, direction=_direction(direction), agg=agg)
         groups: dict[str, str] | None = None
         if group_col is not None:
@@ -318,23 +309,11 @@ def evaluate_cmd(
 
 @contextlib.contextmanager
 def _progress(quiet: bool, label: str) -> Iterator[Callable[[int, int], None]]:
-    """A progress bar on stderr (hidden when quiet); yields an on_step(done, total) callback."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
+    """Progress on stderr (bar on a terminal, lines elsewhere, none when quiet): on_step(done, total)."""
+    from staytuned.cli._progress import step_progress
 
-    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, disable=quiet, transient=True) as bar:
-        task = bar.add_task(label, total=None)
-
-        def on_step(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield on_step
+    with step_progress(err, quiet=quiet) as bar:
+        yield lambda done, total: bar.update(label, done, total)
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -356,21 +335,15 @@ def _print_evaluation(ev: Evaluation) -> None:
 
 
 # -- recommend --------------------------------------------------------------------------------
+@grouped
 def recommend_cmd(
     table: Path | None = typer.Argument(None, help="Optional results table; without it, the shipped recommendations."),
     model: str | None = typer.Option(None, "--model", help="Model name or alias (mistral-7b, mistralai/Mistral-7B-v0.1, llama-3-8b, ...)."),
-    method: str | None = typer.Option(None, "--method", help="lora or full."),
+    method: str | None = typer.Option(None, "--method", help="lora, qlora or full (qlora without a study of its own: the LoRA recommendations, said so)."),
     train_size: int | None = typer.Option(None, "--train-size", help="Training-set size of the slice."),
     k: int | None = typer.Option(None, "--k", help="Top-k configs (default: 3 from a table; every shipped rank otherwise)."),
-    dataset_col: str = DatasetCol,
-    config_col: str | None = ConfigCol,
-    score_col: str = ScoreCol,
-    hp_cols: str | None = HpCols,
-    hp_json_col: str | None = HpJsonCol,
-    ignore_cols: str | None = IgnoreCols,
-    model_col: str | None = ModelCol,
-    method_col: str | None = MethodCol,
-    train_size_col: str | None = TrainSizeCol,
+    cols: OptionGroup = table_columns.param(without=("test_score_col", "status_col", "seed_col", "metric_col",
+                                                     "split_col", "group_col")),
     direction: str | None = Direction,
     tol: float = Tol,
     abs_tol: float | None = AbsTol,
@@ -384,14 +357,11 @@ def recommend_cmd(
     with cli_errors(), flag_names(TABLE_FLAGS):
         from staytuned.cbs import recommend
 
-        _check_out_path(Path(json_path) if json_path else None, (), "--json")
         _check_out_path(yaml_path, (".yaml", ".yml"), "--yaml")
         if table is None:
             recs = recommend(model=model, method=method, train_size=train_size, k=k)
         else:
-            t = _load(table, verbose, dataset_col=dataset_col, config_col=config_col, score_col=score_col,
-                      hp_cols=hp_cols, hp_json_col=hp_json_col, ignore_cols=ignore_cols, model_col=model_col,
-                      method_col=method_col, train_size_col=train_size_col)
+            t = _load(table, verbose, **cols.values())
             recs = recommend(t, model=model, method=method, train_size=train_size, k=k, tol=tol, abs_tol=abs_tol,
                              direction=_direction(direction), agg=agg)
         _notes(recs.notes, quiet)
@@ -442,6 +412,10 @@ def _print_recommendations(recs: RecommendationSet) -> None:
     caption = [f"source: {shared['source']}"] if "source" in shared else []
     if fixed:
         caption.append("every rank: " + _hps_text(fixed))
+    if recs.stand_in_for is not None:  # shown whatever --quiet says: the rows are another method's
+        head += (", " if head else "") + f"shown for {recs.stand_in_for}"
+        caption.append(f"measured with {rows[0].method if rows else '-'}, shown for {recs.stand_in_for}, which "
+                       "has no recommendations of its own")
     tab = Table(title=title + (f"\n{head}" if head else ""), caption="\n".join(caption) or None,
                 caption_justify="left")
     for col in (c for c in fields if c not in shared):

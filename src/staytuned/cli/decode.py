@@ -7,45 +7,60 @@ import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from staytuned.cli._common import EXIT_FAILED, check_output, cli_errors, err, out, write_json
 from staytuned.cli._flags import flag_names
-from staytuned.cli._options import JsonOpt, QuietOpt, VerboseOpt
+from staytuned.cli._options import JsonOpt, OptionGroup, QuietOpt, VerboseOpt, grouped
 from staytuned.errors import InputError
+
+if TYPE_CHECKING:
+    from staytuned.decoding.factory import BackendOptions
 
 decode_app = typer.Typer(help="Tune decoding parameters (temperature, top-k/p, min-p, penalties, ...).",
                          no_args_is_help=True)
 
 # -- shared options ------------------------------------------------------------------------------
-BackendOpt = typer.Option("hf", "--backend", help="hf (local transformers) or http (OpenAI-compatible server).")
-BaseUrlOpt = typer.Option(None, "--base-url", help="Server URL for --backend http, e.g. http://127.0.0.1:8000/v1.")
-ApiKeyOpt = typer.Option(None, "--api-key", envvar="STAYTUNED_API_KEY", help="Bearer token for the server.")
-FlavorOpt = typer.Option("vllm", "--flavor", help="How the server spells extra fields: vllm | llamacpp | tgi | openai | staytuned.")
-TimeoutOpt = typer.Option(60.0, "--timeout", help="HTTP: seconds to wait for an answer.")
-RetriesOpt = typer.Option(2, "--retries", help="HTTP: retries on connection errors, timeouts, 429 and 5xx.")
-ConcurrencyOpt = typer.Option(4, "--concurrency", help="HTTP: requests in flight at most.")
 BatchOpt = typer.Option(8, "--batch-size", help="hf: prompts generated together.")
 DeviceOpt = typer.Option(None, "--device", help="hf: cpu or cuda (default: cuda when available).")
-ChatOpt = typer.Option(None, "--chat/--no-chat", help="Send prompts through the chat template (default: when the model has one; http: the chat endpoint).")
 AdapterBaseOpt = typer.Option(None, "--adapter-base", help="Base model of a LoRA adapter folder (default: from its adapter_config.json).")
+
+
+class RunArgs(OptionGroup):
+    """How generate, compare and decode tune run the model (the fields of BackendOptions, as
+    flags) and what they print."""
+
+    kind: str = typer.Option("hf", "--backend", help="hf (local transformers) or http (OpenAI-compatible server).")
+    base_url: str | None = typer.Option(None, "--base-url", help="Server URL for --backend http, e.g. http://127.0.0.1:8000/v1.")
+    api_key: str | None = typer.Option(None, "--api-key", envvar="STAYTUNED_API_KEY", help="Bearer token for the server.")
+    flavor: str = typer.Option("vllm", "--flavor", help="How the server spells extra fields: vllm | llamacpp | tgi | openai | staytuned.")
+    timeout: float = typer.Option(60.0, "--timeout", help="HTTP: seconds to wait for an answer.")
+    retries: int = typer.Option(2, "--retries", help="HTTP: retries on connection errors, timeouts, 429 and 5xx.")
+    concurrency: int = typer.Option(4, "--concurrency", help="HTTP: requests in flight at most.")
+    batch_size: int = BatchOpt
+    device: str | None = DeviceOpt
+    chat: bool | None = typer.Option(None, "--chat/--no-chat", help="Send prompts through the chat template (default: when the model has one; http: the chat endpoint).")
+    adapter_base: str | None = AdapterBaseOpt
+    json_path: str | None = JsonOpt
+    quiet: bool = QuietOpt
+    verbose: bool = VerboseOpt
+
+    def backend(self) -> BackendOptions:
+        """The library's BackendOptions (refuses an unknown backend, or http without a URL)."""
+        from dataclasses import fields
+
+        from staytuned.decoding.factory import BackendOptions
+
+        return BackendOptions(**{f.name: getattr(self, f.name) for f in fields(BackendOptions)})
+
+
 # The API parameters (or fields) of BackendOptions and the backends -> the shared flags above.
 BACKEND_FLAGS = {"backend": "--backend", "kind": "--backend", "base_url": "--base-url",
                  "api_key": "--api-key", "retries": "--retries", "batch_size": "--batch-size",
                  "adapter_base": "--adapter-base", "model": "--model", "chat=False": "--no-chat",
                  "chat": "--chat"}
-
-
-def _backend_options(backend: str, base_url: str | None, api_key: str | None, flavor: str,
-                     timeout: float, retries: int, concurrency: int, batch_size: int,
-                     device: str | None, chat: bool | None, adapter_base: str | None) -> Any:
-    from staytuned.decoding.factory import BackendOptions
-
-    return BackendOptions(kind=backend, base_url=base_url, api_key=api_key, flavor=flavor,
-                          timeout=timeout, retries=retries, concurrency=concurrency,
-                          batch_size=batch_size, device=device, chat=chat, adapter_base=adapter_base)
 
 
 def _quiet_libs(verbose: bool) -> None:
@@ -70,6 +85,7 @@ def _fmt(v: Any) -> str:
 
 
 # -- generate ------------------------------------------------------------------------------------
+@grouped
 def generate_cmd(
     model: str | None = typer.Option(None, "--model", help="smollm2-135m, tiny-llama, a model/adapter folder, a .gguf, a hub id (http: the served name; default the server's first)."),
     prompt: list[str] = typer.Option(..., "--prompt", help="Prompt text (repeatable: one generation each)."),
@@ -84,22 +100,10 @@ def generate_cmd(
     repetition_penalty: float | None = typer.Option(None, "--repetition-penalty", help="> 0; multiplicative (HF/CTRL), 1 = off."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the sampling (same seed, same text)."),
     config: Path | None = typer.Option(None, "--config", help="Decoding config YAML/JSON (or a `decode tune --json` result); flags override it."),
-    backend: str = BackendOpt,
-    base_url: str | None = BaseUrlOpt,
-    api_key: str | None = ApiKeyOpt,
-    flavor: str = FlavorOpt,
-    timeout: float = TimeoutOpt,
-    retries: int = RetriesOpt,
-    concurrency: int = ConcurrencyOpt,
-    batch_size: int = BatchOpt,
-    device: str | None = DeviceOpt,
-    chat: bool | None = ChatOpt,
-    adapter_base: str | None = AdapterBaseOpt,
-    json_path: str | None = JsonOpt,
-    quiet: bool = QuietOpt,
-    verbose: bool = VerboseOpt,
+    run: RunArgs = RunArgs.param(),
 ) -> None:
     """Generate with one decoding config: the text on stdout, details on stderr / --json."""
+    quiet, json_path = run.quiet, run.json_path
     with cli_errors(), flag_names(BACKEND_FLAGS):
         from staytuned.decoding.factory import open_backend, read_config_file
         from staytuned.hparams.decode import DecodingConfig
@@ -115,14 +119,13 @@ def generate_cmd(
 
             data["stop"] = [unescape(s) for s in stop]
         cfg = DecodingConfig.from_dict(data, source=str(config) if config else None)
-        opts = _backend_options(backend, base_url, api_key, flavor, timeout, retries, concurrency,
-                                batch_size, device, chat, adapter_base)
-        if backend == "http":
-            cfg.for_backend(flavor)  # unsupported fields: refused before connecting
-        _quiet_libs(verbose)
+        opts = run.backend()
+        if opts.kind == "http":
+            cfg.for_backend(opts.flavor)  # unsupported fields: refused before connecting
+        _quiet_libs(run.verbose)
         started = time.perf_counter()
         if not quiet:
-            err.print(f"loading {model or base_url} ...")
+            err.print(f"loading {model or opts.base_url} ...")
         be = open_backend(model, opts)
         loaded = time.perf_counter()
         gens = be.generate(prompt, cfg)
@@ -140,13 +143,14 @@ def generate_cmd(
                       f"({n_tokens / elapsed if elapsed > 0 else float('nan'):.1f} tok/s) | finish: {reasons}[/]",
                       markup=True, highlight=False)
         write_json(json_path, {
-            "model": model or be.model_name, "backend": backend, "config": cfg.to_dict(),
+            "model": model or be.model_name, "backend": opts.kind, "config": cfg.to_dict(),
             "generations": [g.to_dict() for g in gens],
             "load_s": loaded - started, "generate_s": elapsed,
         })
 
 
 # -- compare -------------------------------------------------------------------------------------
+@grouped
 def compare_cmd(
     models: str | None = typer.Option(None, "--models", help="Comma-separated models: aliases, model folders, LoRA adapter folders, .gguf files (http: served names)."),
     configs: str = typer.Option("greedy", "--configs", help="Decoding configs: a YAML/JSON file (name -> params) or inline 'greedy;warm:temperature=0.7,top_p=0.9' (';' between configs)."),
@@ -156,22 +160,10 @@ def compare_cmd(
     max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="Default for configs that do not set it."),
     output: Path | None = typer.Option(None, "-o", "--output", help="Also write the comparison: .jsonl, .csv or .md (side by side)."),
     width: int = typer.Option(60, "--width", help="Characters of each output shown in the terminal table (0 = all)."),
-    backend: str = BackendOpt,
-    base_url: str | None = BaseUrlOpt,
-    api_key: str | None = ApiKeyOpt,
-    flavor: str = FlavorOpt,
-    timeout: float = TimeoutOpt,
-    retries: int = RetriesOpt,
-    concurrency: int = ConcurrencyOpt,
-    batch_size: int = BatchOpt,
-    device: str | None = DeviceOpt,
-    chat: bool | None = ChatOpt,
-    adapter_base: str | None = AdapterBaseOpt,
-    json_path: str | None = JsonOpt,
-    quiet: bool = QuietOpt,
-    verbose: bool = VerboseOpt,
+    run: RunArgs = RunArgs.param(),
 ) -> None:
     """The same prompts through several models and/or decoding configs, side by side."""
+    quiet, json_path = run.quiet, run.json_path
     with cli_errors(), flag_names({**BACKEND_FLAGS, "models": "--models", "configs": "--configs",
                                    "prompts": "--prompts", "task": "--task"}):
         from rich.table import Table
@@ -183,16 +175,15 @@ def compare_cmd(
         check_output(output, "-o")
         model_list: list[str | None] = [m.strip() for m in (models or "").split(",") if m.strip()]
         if not model_list:
-            if backend != "http":
+            if run.kind != "http":
                 raise InputError("no models given", field="--models", expected="--models a,b")
             model_list = [None]  # the server's own model
         defaults = {"max_new_tokens": max_new_tokens} if max_new_tokens is not None else {}
         named = load_named_configs(configs, defaults)
-        opts = _backend_options(backend, base_url, api_key, flavor, timeout, retries, concurrency,
-                                batch_size, device, chat, adapter_base)
-        if backend == "http":
+        opts = run.backend()
+        if opts.kind == "http":
             for _, cfg in named:
-                cfg.for_backend(flavor)
+                cfg.for_backend(opts.flavor)
         if (prompts is None) == (task is None):
             raise InputError("give --prompts FILE or --task NAME", field="--prompts")
         texts = read_prompts(prompts) if prompts is not None else None
@@ -204,7 +195,7 @@ def compare_cmd(
                 raise InputError("must be at least 1", field="--n", value=n)
             task_obj = load_task(task)
             rows = task_obj.eval_rows("validation", size=n, seed=0)
-        _quiet_libs(verbose)
+        _quiet_libs(run.verbose)
         with err.status("comparing", spinner="dots") if not quiet else _nullcontext() as status:
             def step(msg: str) -> None:
                 if status is not None:
@@ -279,6 +270,7 @@ DECODE_TUNE_FLAGS = {**BACKEND_FLAGS, "overrides": "--set", "trials": "--trials"
                      "base_url": "--base-url", "study_name": "--study"}
 
 
+@grouped
 def tune_cmd(
     task: str = typer.Option(..., "--task", help="Task: a bundled name (sst2, trec, ...) or a data path."),
     model: str | None = typer.Option(None, "--model", help="Model (hf) or served name (http; default the server's first)."),
@@ -297,22 +289,10 @@ def tune_cmd(
     study: str | None = typer.Option(None, "--study", help="Study name (default from task, model, space, strategy)."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Folder of the default SQLite storage."),
     seed: int = typer.Option(0, "--seed", help="First sampling seed and the sampler's seed."),
-    backend: str = BackendOpt,
-    base_url: str | None = BaseUrlOpt,
-    api_key: str | None = ApiKeyOpt,
-    flavor: str = FlavorOpt,
-    timeout: float = TimeoutOpt,
-    retries: int = RetriesOpt,
-    concurrency: int = ConcurrencyOpt,
-    batch_size: int = BatchOpt,
-    device: str | None = DeviceOpt,
-    chat: bool | None = ChatOpt,
-    adapter_base: str | None = AdapterBaseOpt,
-    json_path: str | None = JsonOpt,
-    quiet: bool = QuietOpt,
-    verbose: bool = VerboseOpt,
+    run: RunArgs = RunArgs.param(),
 ) -> None:
     """Tune decoding parameters on a task: mean +- CI over seeds, noise-aware winner, Pareto front."""
+    quiet, json_path = run.quiet, run.json_path
     with cli_errors(), flag_names(DECODE_TUNE_FLAGS):
         from staytuned.decoding.factory import parse_decoding_values
         from staytuned.decoding.tune import DecodeTuneSpec, check_spec, run_decode_tune
@@ -323,15 +303,14 @@ def tune_cmd(
 
         overrides = parse_decoding_values(set_, field="--set")
         sec = tuple(s.strip() for s in (secondary or "").split(",") if s.strip())
-        if model is None and backend == "hf":
+        if model is None and run.kind == "hf":
             raise InputError("no model given", field="--model", expected="--model NAME|PATH")
         sp = load_space(space)
         label = model or "server"
         name = study or re.sub(r"[^A-Za-z0-9_.+-]+", "_",
                                f"decode-{Path(task).name}-{Path(label).name}-{sp.name}-{strategy}")
         url = storage or default_storage_url(name, runs_dir)
-        opts = _backend_options(backend, base_url, api_key, flavor, timeout, retries, concurrency,
-                                batch_size, device, chat, adapter_base)
+        opts = run.backend()
         spec = DecodeTuneSpec(task=task, model=model, storage=url, study_name=name, space=space,
                               strategy=strategy, n_trials=trials, samples=samples,
                               eval_size=eval_size, eval_split=eval_split, seed=seed,
@@ -339,7 +318,7 @@ def tune_cmd(
                               confirm_top=confirm_top,
                               confirm_samples=confirm_samples if confirm_top else 0, backend=opts)
         _, task_def = check_spec(spec)  # bad values refused before the model loads
-        _quiet_libs(verbose)
+        _quiet_libs(run.verbose)
         if not quiet:
             from rich.markup import escape
 
@@ -347,7 +326,7 @@ def tune_cmd(
             err.print(f"study [bold]{escape(name)}[/] in {escape(redact(url))}: {strategy}, "
                       f"{trials} trials x {samples} samples on {eval_size or 'all'} prompts",
                       markup=True, soft_wrap=True)
-            err.print(f"loading {model or base_url} ...")
+            err.print(f"loading {model or opts.base_url} ...")
 
         progress = StudyProgress(
             err, url, [name], trials, title=name, mode="off" if quiet else "auto",

@@ -61,8 +61,7 @@ def report(
 
     Exit codes: 0 written; 2 bad input (missing file, unknown study, bad column); 130 interrupted.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+    from staytuned.cli._progress import step_progress
     from staytuned.report import REPORT_STEPS, write_report
 
     with cli_errors(), flag_names(REPORT_FLAGS):
@@ -74,16 +73,13 @@ def report(
             raise InputError("must be >= 0", field="--tol", value=tol)
         check_output(output, "--output")
         check_output(png_dir, "--png-dir", folder=True)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=err, disable=quiet, transient=True) as progress:
-            task = progress.add_task("report", total=REPORT_STEPS + (png_dir is not None))
-            started = [False]
+        with step_progress(err, quiet=quiet) as progress:
+            total = REPORT_STEPS + (png_dir is not None)
+            done = [0]
 
-            def step(name: str) -> None:
-                if started[0]:
-                    progress.advance(task)
-                started[0] = True
-                progress.update(task, description=f"report: {name}")
+            def step(name: str) -> None:  # called as each section starts
+                progress.update("report", done[0], total, detail=name)
+                done[0] += 1
                 if verbose:
                     err.print(f"[dim]{name}[/]")
 
@@ -96,6 +92,7 @@ def report(
                 columns = _columns(**cols)
             result = write_report(source, output, study=study, png_dir=png_dir, tol=tol, k=k,
                                   title=title, columns=columns, direction=direction, on_step=step)
+            progress.update("report", total, total, detail="written")
         shown = [s for s, v in result.sections.items() if v == "shown"]
         if not quiet:
             out.print(f"wrote {result.html} ({_fmt_bytes(result.bytes)}; {result.n_runs} runs, "

@@ -13,11 +13,25 @@ from rich.markup import escape
 from staytuned.cli import cbs as cbs_cli  # the column flags of `cbs evaluate`, shared
 from staytuned.cli._common import EXIT_FAILED, check_output, cli_errors, err, out, write_json
 from staytuned.cli._flags import flag_names
-from staytuned.cli._options import DeviceOpt, JsonOpt, MicroBatchOpt, PrecisionOpt, QuietOpt, ThreadsOpt, VerboseOpt
+from staytuned.cli._options import (
+    CheckpointingOpt,
+    DeviceOpt,
+    JsonOpt,
+    MicroBatchOpt,
+    OptionGroup,
+    PrecisionOpt,
+    QuietOpt,
+    ThreadsOpt,
+    VerboseOpt,
+    grouped,
+)
 from staytuned.errors import InputError
 
 if TYPE_CHECKING:
+    from staytuned.hardware.gpus import Workers
+    from staytuned.hparams.execution import ExecutionSettings
     from staytuned.search.executors import Executor
+    from staytuned.search.storage import HeartbeatSettings
 
 STRATEGY_HELP = "grid | random | tpe | gp | cbs | cbs+tpe | cbs-adaptive"
 
@@ -25,8 +39,10 @@ STRATEGY_HELP = "grid | random | tpe | gp | cbs | cbs+tpe | cbs-adaptive"
 _EXECUTOR_FLAGS = {"workers": "--workers", "n_workers": "--workers", "backend": "--backend",
                    "ray_address": "--ray-address", "address": "--ray-address",
                    "cpus_per_trial": "--cpus-per-trial", "gpus_per_trial": "--gpus-per-trial",
+                   "share_gpus": "--share-gpus",
                    "precision": "--precision", "device": "--device", "threads": "--threads",
-                   "micro_batch_size": "--micro-batch-size"}
+                   "micro_batch_size": "--micro-batch-size",
+                   "gradient_checkpointing": "--gradient-checkpointing"}
 TUNE_FLAGS = {**_EXECUTOR_FLAGS, "n_trials": "--trials", "method": "--method", "model": "--model",
               "strategy": "--strategy", "pruner": "--pruner", "cbs_table": "--cbs-table",
               "offline": "--cbs-table", "cbs_k": "--cbs-k", "study": "--study",
@@ -83,30 +99,69 @@ def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-WorkersOpt = typer.Option(None, "--workers", help="Trials in parallel (default: 1 on this machine; with --backend ray, as many as the cluster holds).")
-BackendOpt = typer.Option("local", "--backend", help="local: worker processes on this machine; ray: workers on a Ray cluster (docs/cluster.md).")
-RayAddressOpt = typer.Option(None, "--ray-address", help="With --backend ray: 'auto' (the cluster this node joined, or RAY_ADDRESS), or the head's host:port; default: a local Ray on this machine.")
-CpusPerTrialOpt = typer.Option(1.0, "--cpus-per-trial", help="With --backend ray: CPUs each trial holds (fractions below 1 allowed).")
-GpusPerTrialOpt = typer.Option(0.0, "--gpus-per-trial", help="With --backend ray: GPUs each trial holds (0.5 = two trials per GPU).")
+def _heartbeat(seconds: int) -> HeartbeatSettings:
+    """--heartbeat: a trial silent for three beats is retried."""
+    from staytuned.search.storage import HeartbeatSettings
+
+    return HeartbeatSettings(interval=seconds, grace_period=3 * seconds)
 
 
-def _executor(backend: str, workers: int | None, ray_address: str | None,
-              cpus_per_trial: float, gpus_per_trial: float) -> tuple[Executor, str]:
-    """The executor of --backend and its options, checked; and the "N worker(s)" header text."""
-    from staytuned.search.executors import (
-        make_executor,  # light: Ray is imported only to run
-    )
-
-    executor = make_executor(backend, ray_address=ray_address, cpus_per_trial=cpus_per_trial,
-                             gpus_per_trial=gpus_per_trial)
-    executor.check(workers)
-    return executor, executor.describe(workers)
+def parse_workers(text: str | None) -> Workers:
+    """--workers: a positive number or "auto" (checked by the executor)."""
+    if text is None or text.strip().lower() == "auto":
+        return None if text is None else "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError("must be a positive integer or 'auto'", field="workers",
+                         value=text) from None
 
 
+class RunOptions(OptionGroup):
+    """The options of tune and grid: where the workers run, how a trial runs, what is printed."""
+
+    workers: str | None = typer.Option(None, "--workers", help="Trials in parallel: N or auto (default: 1 on this machine; auto: one per GPU, 1 without GPUs; with --backend ray, as many as the cluster holds).")
+    backend: str = typer.Option("local", "--backend", help="local: worker processes on this machine; ray: workers on a Ray cluster (docs/cluster.md).")
+    ray_address: str | None = typer.Option(None, "--ray-address", help="With --backend ray: 'auto' (the cluster this node joined, or RAY_ADDRESS), or the head's host:port; default: a local Ray on this machine.")
+    cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", help="With --backend ray: CPUs each trial holds (fractions below 1 allowed).")
+    gpus_per_trial: float | None = typer.Option(None, "--gpus-per-trial", help="GPUs each trial holds (default: 1 where there are GPUs, else 0): local workers each get their own (CUDA_VISIBLE_DEVICES); Ray reserves them (0.5 = two trials per GPU).")
+    share_gpus: bool = typer.Option(False, "--share-gpus", help="Local: allow more workers than the GPUs hold (GPUs handed out round-robin).")
+    precision: str = PrecisionOpt
+    device: str | None = DeviceOpt
+    threads: int | None = ThreadsOpt
+    micro_batch_size: int | None = MicroBatchOpt
+    gradient_checkpointing: str = CheckpointingOpt
+    json_path: str | None = JsonOpt
+    quiet: bool = QuietOpt
+    verbose: bool = VerboseOpt
+
+    def execution(self) -> ExecutionSettings:
+        from staytuned.hparams.execution import ExecutionSettings
+
+        return ExecutionSettings(self.precision, self.micro_batch_size, self.device, self.threads,
+                                 self.gradient_checkpointing)
+
+    def start(self) -> tuple[Executor, int | None, str]:
+        """Logs quieted; the executor of --backend and its options, checked; the number of
+        workers (None: as many as a Ray cluster holds); the header's words on them."""
+        from staytuned.search.executors import (
+            make_executor,  # light: Ray is imported only to run
+        )
+
+        _quiet_logs(self.verbose)
+        executor = make_executor(self.backend, ray_address=self.ray_address,
+                                 cpus_per_trial=self.cpus_per_trial,
+                                 gpus_per_trial=self.gpus_per_trial, share_gpus=self.share_gpus)
+        workers = parse_workers(self.workers)
+        executor.check(workers)
+        return executor, executor.resolve(workers), executor.describe(workers)
+
+
+@grouped
 def tune_cmd(
     task: str = typer.Option(..., "--task", help="Task: a bundled name (sst2, trec, ...) or a data path."),
     model: str | None = typer.Option(None, "--model", help="Model: smollm2-135m, tiny-llama, a folder, a .gguf, a hub id. Omit when the space searches 'model'."),
-    method: str | None = typer.Option(None, "--method", help="lora or full (default: the space's, else lora)."),
+    method: str | None = typer.Option(None, "--method", help="lora, qlora or full (default: the space's, else lora)."),
     space: str = typer.Option("preset:lora", "--space", help="Search space: preset:lora | preset:full | preset:demo | a YAML file."),
     strategy: str = typer.Option("tpe", "--strategy", help=STRATEGY_HELP),
     trials: int = typer.Option(12, "--trials", help="Finished trials the study ends with (re-running resumes)."),
@@ -120,43 +175,26 @@ def tune_cmd(
     storage: str | None = typer.Option(None, "--storage", help="Optuna storage URL (default sqlite:///RUNS/STUDY/study.db); postgresql://... to share."),
     study: str | None = typer.Option(None, "--study", help="Study name (default from task, model, method, space, strategy, train size)."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Folder of the default SQLite storages."),
-    workers: int | None = WorkersOpt,
-    backend: str = BackendOpt,
-    ray_address: str | None = RayAddressOpt,
-    cpus_per_trial: float = CpusPerTrialOpt,
-    gpus_per_trial: float = GpusPerTrialOpt,
     seed: int = typer.Option(0, "--seed", help="Seed of the trials and the sampler."),
     heartbeat: int = typer.Option(10, "--heartbeat", help="Seconds between heartbeats; a trial silent for 3x this is retried."),
-    precision: str = PrecisionOpt,
-    device: str | None = DeviceOpt,
-    threads: int | None = ThreadsOpt,
-    micro_batch_size: int | None = MicroBatchOpt,
     baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Score the untuned model on the same rows first (cached per model, task and rows) and report the gain."),
     outputs: bool = typer.Option(True, "--outputs/--no-outputs", help="With the default storage: write the study's results table (results.csv) and report (report.html) beside it."),
     trial_fn: str = typer.Option("staytuned.finetune:run_trial", "--trial-fn", hidden=True, help="module:function run per trial."),
     direction: str = typer.Option("max", "--direction", hidden=True, help="With --trial-fn: max or min."),
-    json_path: str | None = JsonOpt,
-    quiet: bool = QuietOpt,
-    verbose: bool = VerboseOpt,
+    run: RunOptions = RunOptions.param(),
 ) -> None:
     """Tune one task: a stored, resumable study; prints the best config and its metrics."""
     with cli_errors(), flag_names(TUNE_FLAGS):
-        from staytuned.hparams.execution import ExecutionSettings
         from staytuned.search.display import StudyProgress
         from staytuned.search.failures import failure_report
         from staytuned.search.objective import TrialSettings
         from staytuned.search.runner import prepare_spec, tune
         from staytuned.search.space import load_space
-        from staytuned.search.storage import (
-            HeartbeatSettings,
-            default_storage_url,
-            redact,
-        )
+        from staytuned.search.storage import default_storage_url, redact
         from staytuned.search.study import StudySpec
 
-        _quiet_logs(verbose)
-        executor, workers_text = _executor(backend, workers, ray_address, cpus_per_trial,
-                                           gpus_per_trial)
+        executor, workers, workers_text = run.start()
+        quiet, json_path = run.quiet, run.json_path
         sp = load_space(space)
         name = study or _study_name("tune", Path(task).name, model and Path(model).name, method,
                                     sp.name, strategy, train_size and f"n{train_size}")
@@ -167,9 +205,8 @@ def tune_cmd(
             direction=direction,
             settings=TrialSettings(train_size=train_size, eval_size=eval_size, eval_split=eval_split,
                                    seed=seed, overrides=_overrides(set_),
-                                   execution=ExecutionSettings(precision, micro_batch_size, device,
-                                                               threads)),
-            heartbeat=HeartbeatSettings(interval=heartbeat, grace_period=3 * heartbeat),
+                                   execution=run.execution()),
+            heartbeat=_heartbeat(heartbeat),
         )
         spec = prepare_spec(spec, cbs_table=cbs_table)
         if not quiet:
@@ -262,10 +299,11 @@ def _study_outputs(url: str, name: str, runs_dir: Path, wanted: bool) -> dict[st
     return {"table": table, "report": page}
 
 
+@grouped
 def grid_cmd(
     tasks: str = typer.Option(..., "--tasks", help="Comma-separated tasks."),
     models: str = typer.Option(..., "--models", help="Comma-separated models."),
-    methods: str = typer.Option("lora", "--methods", help="Comma-separated methods (lora, full)."),
+    methods: str = typer.Option("lora", "--methods", help="Comma-separated methods (lora, qlora, full)."),
     train_sizes: str = typer.Option("all", "--train-sizes", help="Comma-separated train sizes ('all' = the whole train split)."),
     space: str = typer.Option("preset:demo", "--space", help="Search space (its grid points are run)."),
     eval_size: int | None = typer.Option(200, "--eval-size", help="Validation examples scored per trial."),
@@ -273,39 +311,22 @@ def grid_cmd(
     storage: str | None = typer.Option(None, "--storage", help="Optuna storage URL (default sqlite:///RUNS/NAME/study.db)."),
     name: str = typer.Option("grid", "--name", help="Grid name: studies are NAME/task/model/method/size."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Folder of the default SQLite storage."),
-    workers: int | None = WorkersOpt,
-    backend: str = BackendOpt,
-    ray_address: str | None = RayAddressOpt,
-    cpus_per_trial: float = CpusPerTrialOpt,
-    gpus_per_trial: float = GpusPerTrialOpt,
     seed: int = typer.Option(0, "--seed", help="Seed of every trial."),
     heartbeat: int = typer.Option(10, "--heartbeat", help="Seconds between heartbeats; silent 3x this = retried."),
-    precision: str = PrecisionOpt,
-    device: str | None = DeviceOpt,
-    threads: int | None = ThreadsOpt,
-    micro_batch_size: int | None = MicroBatchOpt,
     trial_fn: str = typer.Option("staytuned.finetune:run_trial", "--trial-fn", hidden=True),
-    json_path: str | None = JsonOpt,
-    quiet: bool = QuietOpt,
-    verbose: bool = VerboseOpt,
+    run: RunOptions = RunOptions.param(),
 ) -> None:
     """Every config of the space on every cell (task x model x method x train size), one storage."""
     with cli_errors(), flag_names(GRID_FLAGS):
-        from staytuned.hparams.execution import ExecutionSettings
         from staytuned.search.display import StudyProgress
         from staytuned.search.failures import failure_report
         from staytuned.search.objective import TrialSettings
         from staytuned.search.runner import grid_status, prepare_grid
-        from staytuned.search.storage import (
-            HeartbeatSettings,
-            default_storage_url,
-            redact,
-        )
+        from staytuned.search.storage import default_storage_url, redact
         from staytuned.search.study import Cell, GridSpec
 
-        _quiet_logs(verbose)
-        executor, workers_text = _executor(backend, workers, ray_address, cpus_per_trial,
-                                           gpus_per_trial)
+        executor, workers, workers_text = run.start()
+        quiet, json_path = run.quiet, run.json_path
         sizes: list[int | None] = []
         for s in _csv(train_sizes):
             if s == "all":
@@ -315,18 +336,19 @@ def grid_cmd(
             else:
                 raise InputError("bad train size", field="--train-sizes", value=s,
                                  expected="positive integers or 'all'")
+        from staytuned.hparams.schema import METHODS
+
         for m in _csv(methods):
-            if m not in ("lora", "full"):
-                raise InputError("unknown method", field="--methods", value=m, expected="lora, full")
+            if m not in METHODS:
+                raise InputError("unknown method", field="--methods", value=m, expected=", ".join(METHODS))
         cells = tuple(Cell(t, mo, me, ts) for t in _csv(tasks) for mo in _csv(models)
                       for me in _csv(methods) for ts in sizes)
         url = storage or default_storage_url(name, runs_dir)
         spec = GridSpec(storage=url, name=name, cells=cells, space=space, trial_fn=trial_fn,
                         settings=TrialSettings(eval_size=eval_size, seed=seed,
                                                overrides=_overrides(set_),
-                                               execution=ExecutionSettings(
-                                                   precision, micro_batch_size, device, threads)),
-                        heartbeat=HeartbeatSettings(interval=heartbeat, grace_period=3 * heartbeat))
+                                               execution=run.execution()),
+                        heartbeat=_heartbeat(heartbeat))
         spec = prepare_grid(spec)
         total = spec.size()
         if not quiet:
@@ -440,13 +462,11 @@ def simulate_cmd(
         if not quiet:
             err.print(f"{len(choose.datasets)} datasets x {choose.shape[0]} configs; {what}; "
                       f"k={k}, seeds={seeds}")
-        from rich.progress import Progress
+        from staytuned.cli._progress import step_progress
 
-        with Progress(console=err, disable=quiet, transient=True) as bar:
-            job = bar.add_task("simulating", total=len(names) * len(choose.datasets))
-
+        with step_progress(err, quiet=quiet) as bar:
             def tick(strategy: str, step: int, total: int) -> None:
-                bar.update(job, completed=step, description=f"simulating {strategy}")
+                bar.update("simulating", step, total)
 
             sim = simulate(choose, scoring, strategies=names, k=k, seeds=seeds, tol=tol,
                            cbs_k=cbs_k, progress=tick)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,8 @@ from rich.table import Table
 from staytuned._util.mapping import read_mapping
 from staytuned._util.parse import parse_assignments
 from staytuned.cli._common import EXIT_FAILED, check_output, cli_errors, err, out, write_json
-from staytuned.cli._options import JsonOpt, QuietOpt, VerboseOpt
+from staytuned.cli._options import CheckpointingOpt, JsonOpt, QuietOpt, VerboseOpt
+from staytuned.cli._progress import step_progress
 from staytuned.errors import InputError
 from staytuned.hparams.schema import EXECUTION, TRAIN
 
@@ -38,26 +38,6 @@ def _size(value: str | None, flag: str) -> int | None:
     return n
 
 
-def _progress_reporter(enabled: bool) -> tuple[Any, Callable[[str, int, int], None] | None]:
-    if not enabled:
-        return None, None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), console=err, transient=False)
-    current: dict[str, list[Any]] = {}  # phase -> [task id, done, total]
-    labels = {"train": "training", "eval": "evaluating"}
-
-    def report(phase: str, done: int, total: int) -> None:
-        state = current.get(phase)
-        if state is None or state[1] >= state[2]:  # a new pass (e.g. evaluation after each epoch)
-            state = current[phase] = [bar.add_task(labels.get(phase, phase), total=total), 0, total]
-        state[1], state[2] = done, total
-        bar.update(state[0], completed=done, total=total)
-
-    return bar, report
-
-
 def _print_result(result: Any, verbose: bool) -> None:
     table = Table(box=box.SIMPLE_HEAD, show_header=False, pad_edge=False)
     table.add_column("key", style="bold")
@@ -75,7 +55,8 @@ def _print_result(result: Any, verbose: bool) -> None:
         table.add_row(f"test {result.metric}", f"{result.score_test:.4f}")
     if result.steps:
         table.add_row("steps", f"{result.steps} (micro-batch {result.micro_batch_size} x "
-                               f"{result.grad_accumulation} accumulation)")
+                               f"{result.grad_accumulation} accumulation, gradient checkpointing "
+                               f"{result.gradient_checkpointing})")
         table.add_row("final train loss", f"{result.loss_curve[-1][1]:.4f}")
         table.add_row("train tokens/s", f"{result.train_tokens_per_s:,.0f}")
     if result.precision:
@@ -122,6 +103,7 @@ def register(app: typer.Typer) -> None:
         save_dir: Path | None = typer.Option(None, "--save-dir", help="Save the adapter (lora) or model (full) here."),
         device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)."),
         threads: int | None = typer.Option(None, "--threads", help=_EXEC_HELP["threads"] + " OMP_NUM_THREADS counts as a request."),
+        checkpointing: str = CheckpointingOpt,
         json_path: str | None = JsonOpt,
         quiet: bool = QuietOpt,
         verbose: bool = VerboseOpt,
@@ -150,12 +132,17 @@ def register(app: typer.Typer) -> None:
             from staytuned.hparams.train import TrainConfig
 
             config = TrainConfig.from_dict(values)  # bad HPs are bad input here (exit 2)
+            if config.method == "qlora":  # so is a qlora run without bitsandbytes
+                from staytuned.models import require_bitsandbytes
+
+                require_bitsandbytes(field="--method")
             precision = _flag_value(precision, "--precision")
             if label_scoring not in ("loglik", "generate"):
                 raise InputError("unknown label scoring", field="--label-scoring", value=label_scoring,
                                  expected="loglik | generate")
             result = _run(model, task, config, n_train, n_eval, eval_split, data_seed, eval_test,
-                          label_scoring, eval_only, save_dir, device, threads, precision, quiet, verbose)
+                          label_scoring, eval_only, save_dir, device, threads, precision, quiet, verbose,
+                          checkpointing=checkpointing)
         if not quiet and json_path != "-":
             _print_result(result, verbose)
         if result.error and (result.status == "failed" or not quiet):
@@ -168,11 +155,12 @@ def register(app: typer.Typer) -> None:
 
 def _run(model: str, task: str, config: Any, n_train: int | None, n_eval: int | None, eval_split: str,
          data_seed: int, eval_test: bool, label_scoring: str, eval_only: bool, save_dir: Path | None,
-         device: str | None, threads: int | None, precision: str, quiet: bool, verbose: bool) -> Any:
+         device: str | None, threads: int | None, precision: str, quiet: bool, verbose: bool, *,
+         checkpointing: str = "auto") -> Any:
     import torch
     import transformers
 
-    from staytuned.finetune.trial import ModelCache, run_trial
+    from staytuned.finetune.trial import ModelCache, nf4_compute_dtype, run_trial
     from staytuned.hardware.threads import threads_per_worker
     from staytuned.tasks import load_task
 
@@ -192,19 +180,15 @@ def _run(model: str, task: str, config: Any, n_train: int | None, n_eval: int | 
     cache = ModelCache(device=device, max_models=1)
     if not quiet:
         err.print(f"loading model {model} ...", highlight=False)
-    cache.get(model)
-    bar, report = _progress_reporter(not quiet)
-    if bar is not None:
-        bar.start()
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            result = run_trial(model, task_obj, config, train_size=n_train, eval_size=n_eval,
-                               eval_split=eval_split, seed=data_seed, save_dir=save_dir, model_cache=cache,
-                               eval_only=eval_only, eval_test=eval_test, label_scoring=label_scoring,
-                               precision=precision, progress=report)
-    finally:
-        if bar is not None:
-            bar.stop()
+    cache.get(model, nf4_compute_dtype=nf4_compute_dtype(config, precision, device))  # the base run_trial uses
+    phases = {"train": "training (steps)", "eval": "evaluating (rows)"}
+    with step_progress(err, quiet=quiet, transient=False) as bar, \
+            warnings.catch_warnings(record=True) as caught:
+        result = run_trial(model, task_obj, config, train_size=n_train, eval_size=n_eval,
+                           eval_split=eval_split, seed=data_seed, save_dir=save_dir, model_cache=cache,
+                           eval_only=eval_only, eval_test=eval_test, label_scoring=label_scoring,
+                           precision=precision, gradient_checkpointing=checkpointing,
+                           progress=lambda phase, done, total: bar.update(phases.get(phase, phase), done, total))
     _show_warnings(caught)
     return result
 

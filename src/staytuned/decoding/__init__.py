@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from staytuned._lazy import lazy_attributes
+from staytuned._lazy import lazy_imports
 
 if TYPE_CHECKING:
     from staytuned.decoding.base import Backend, Generation
@@ -22,29 +22,6 @@ if TYPE_CHECKING:
     from staytuned.decoding.stopping import truncate_at_stop
     from staytuned.decoding.tune import DecodeTuneSpec, run_decode_tune
     from staytuned.hparams.decode import GREEDY, DecodingConfig
-
-_LAZY: dict[str, str] = {
-    "DecodingConfig": "staytuned.hparams.decode",
-    "GREEDY": "staytuned.hparams.decode",
-    "Generation": "staytuned.decoding.base",
-    "Backend": "staytuned.decoding.base",
-    "truncate_at_stop": "staytuned.decoding.stopping",
-    "HFBackend": "staytuned.decoding.hf_backend",
-    "load_for_generation": "staytuned.decoding.hf_backend",
-    "HTTPBackend": "staytuned.decoding.http_backend",
-    "BackendError": "staytuned.decoding.http_backend",
-    "RetryPolicy": "staytuned.decoding.http_backend",
-    "FrequencyPresencePenaltyProcessor": "staytuned.decoding.processors",
-    "build_processors": "staytuned.decoding.processors",
-    "create_app": "staytuned.decoding.server",
-    "BackendOptions": "staytuned.decoding.factory",
-    "open_backend": "staytuned.decoding.factory",
-    "score_config": "staytuned.decoding.objective",
-    "Estimate": "staytuned.decoding.objective",
-    "DecodeTuneSpec": "staytuned.decoding.tune",
-    "run_decode_tune": "staytuned.decoding.tune",
-    "run_compare": "staytuned.decoding.compare",
-}
 
 __all__ = [
     "GREEDY",
@@ -69,4 +46,5 @@ __all__ = [
     "truncate_at_stop",
 ]
 
-__getattr__, __dir__ = lazy_attributes("staytuned.decoding", _LAZY, globals())
+# The names of the TYPE_CHECKING block, each resolved from its module on first access.
+_LAZY, __getattr__, __dir__ = lazy_imports(globals())

@@ -15,7 +15,7 @@ from staytuned._util.io import atomic_write_text
 from staytuned.errors import InputError
 from staytuned.export.mapping import map_schedule, resolve_config, split_batch
 from staytuned.export.writers import ExportPlan, render
-from staytuned.hparams.schema import check_execution, split_execution
+from staytuned.hparams.schema import LORA_METHODS, check_execution, split_execution
 
 #: target -> (formats, default format)
 TARGETS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -106,9 +106,9 @@ def plan_export(
     precision = check_execution({"precision": precision or execution.get("precision") or "auto"})[
         "precision"]
     hp = resolve_config(config)
-    if target == "peft" and hp["method"] != "lora":
+    if target == "peft" and hp["method"] not in LORA_METHODS:
         raise InputError("full fine-tuning has no PEFT adapter config", field="method",
-                         value=hp["method"], expected="lora (or export to trl or hf-args)")
+                         value=hp["method"], expected="lora or qlora (or export to trl or hf-args)")
     batch = split_batch(hp["batch_size"], micro_batch, devices)
     schedule = map_schedule(hp, strict=strict)
     warnings = [schedule.warning] if schedule.warning and target != "peft" else []
@@ -119,12 +119,17 @@ def plan_export(
     if target == "peft":
         notes.append("a PEFT LoraConfig holds only the adapter; export to trl or hf-args for "
                      "the learning rate, schedule and batch size")
+    if hp["method"] == "qlora":
+        notes.append("qlora: LoRA on the base loaded in 4-bit NF4 with double quantization (bitsandbytes)"
+                     + ("; adapter_config.json cannot say so: load the base with that "
+                        "BitsAndBytesConfig (export to peft as .py for it)" if target == "peft" else ""))
     if target == "hf-args":
         notes.append(f"TrainingArguments has no sequence length: truncate inputs to "
                      f"{hp['max_seq_length']} tokens")
     if precision == "auto" and target in ("trl", "hf-args"):
         notes.append("precision 'auto': bf16 where the GPU supports it (Python files decide at run time; "
-                     "JSON files say \"bf16\": false: set it true on such GPUs)")
+                     "JSON files say \"bf16\": false: set it true on such GPUs"
+                     + (", and bnb_4bit_compute_dtype \"bfloat16\")" if hp["method"] == "qlora" else ")"))
     return ExportPlan(target=target, model=str(model), hp=hp, batch=batch, schedule=schedule,
                       source=source, dataset=dataset, output_dir=output_dir,
                       warnings=tuple(warnings), notes=tuple(notes), precision=precision)
@@ -141,7 +146,7 @@ def _defaulted(config: dict[str, Any], hp: dict[str, Any]) -> list[str]:
     for name in ("learning_rate", *DEFAULTS):
         if name in config or name == "method":
             continue
-        if name.startswith("lora_") and hp["method"] != "lora":
+        if name.startswith("lora_") and hp["method"] not in LORA_METHODS:
             continue
         if name in _ONLY_FOR and hp["lr_scheduler"] != _ONLY_FOR[name]:
             continue

@@ -115,7 +115,8 @@ def config_from_recommendation(ref: str, rank: int = 1) -> tuple[dict[str, Any],
     if not model or not method:
         raise InputError("expected MODEL/METHOD", field="ref", value=ref,
                          expected="e.g. mistral-7b/lora (see `staytuned recommend`)")
-    recs = [r for r in recommend(model=model, method=method).recommendations if r.rank == rank]
+    found = recommend(model=model, method=method)
+    recs = [r for r in found.recommendations if r.rank == rank]
     if not recs:
         raise InputError("no recommendation of this rank", field="rank", value=rank,
                          expected=f"a rank listed by `staytuned recommend --model {model} --method {method}`")
@@ -124,5 +125,8 @@ def config_from_recommendation(ref: str, rank: int = 1) -> tuple[dict[str, Any],
     cite = f"arXiv {rec.source['arxiv']}" if rec.source.get("arxiv") else rec.source.get("id") or "shipped"
     size = f", train size {rec.train_size}" if rec.train_size is not None else ""
     raw = {"method": rec.method or method, **rec.config}
-    return (clean_config(raw, where=f"recommendation {ref}"),
-            f"recommendation {rec.model}/{rec.method} rank {rec.rank}{size} ({cite})")
+    what = f"recommendation {rec.model}/{rec.method} rank {rec.rank}{size} ({cite})"
+    if found.stand_in_for is not None:  # e.g. qlora: the LoRA recommendation, trained as asked
+        raw["method"] = found.stand_in_for
+        what += f", used for {found.stand_in_for}, which has no recommendation of its own"
+    return clean_config(raw, where=f"recommendation {ref}"), what

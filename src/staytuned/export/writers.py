@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from staytuned.export.mapping import OPTIMIZERS, BatchSplit, ScheduleMapping, target_modules
+from staytuned.hparams.schema import LORA_METHODS
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,13 @@ class ExportPlan:
 
     @property
     def lora(self) -> bool:
-        return self.hp["method"] == "lora"
+        """A LoRA adapter is trained (lora, and qlora on a 4-bit base)."""
+        return self.hp["method"] in LORA_METHODS
+
+    @property
+    def qlora(self) -> bool:
+        """The frozen base loads in 4-bit NF4 with double quantization (bitsandbytes)."""
+        return self.hp["method"] == "qlora"
 
     @property
     def train_dir(self) -> str:
@@ -70,8 +77,10 @@ def axolotl_config(plan: ExportPlan) -> dict[str, Any]:
     """axolotl YAML (docs.axolotl.ai/docs/config-reference.html)."""
     hp = plan.hp
     cfg: dict[str, Any] = {"base_model": plan.model}
+    if plan.qlora:
+        cfg["load_in_4bit"] = True  # axolotl's QLoRA: NF4 with double quantization
     if plan.lora:
-        cfg["adapter"] = "lora"
+        cfg["adapter"] = "qlora" if plan.qlora else "lora"
         cfg["lora_r"] = hp["lora_r"]
         cfg["lora_alpha"] = hp["lora_alpha"]
         cfg["lora_dropout"] = hp["lora_dropout"]
@@ -89,11 +98,7 @@ def axolotl_config(plan: ExportPlan) -> dict[str, Any]:
     cfg["num_epochs"] = hp["epochs"]
     cfg["optimizer"] = OPTIMIZERS[hp["optimizer"]]
     cfg["learning_rate"] = hp["learning_rate"]
-    cfg["lr_scheduler"] = plan.schedule.name
-    if plan.schedule.kwargs:
-        cfg["lr_scheduler_kwargs"] = dict(plan.schedule.kwargs)
-    cfg["warmup_ratio"] = hp["warmup_ratio"]
-    cfg["weight_decay"] = hp["weight_decay"]
+    cfg.update(_schedule_keys(plan, "lr_scheduler"))
     cfg["seed"] = hp["seed"]
     cfg["bf16"] = {"auto": "auto", "bf16": True, "fp32": False, "fp16": False}[plan.precision]
     if plan.precision == "fp16":
@@ -101,16 +106,26 @@ def axolotl_config(plan: ExportPlan) -> dict[str, Any]:
     return cfg
 
 
+def _schedule_keys(plan: ExportPlan, scheduler_key: str) -> dict[str, Any]:
+    """The schedule, warmup and weight decay as axolotl and LLaMA-Factory name them (the scheduler
+    key apart: ``lr_scheduler`` / ``lr_scheduler_type``)."""
+    keys: dict[str, Any] = {scheduler_key: plan.schedule.name}
+    if plan.schedule.kwargs:
+        keys["lr_scheduler_kwargs"] = dict(plan.schedule.kwargs)
+    keys["warmup_ratio"] = plan.hp["warmup_ratio"]
+    keys["weight_decay"] = plan.hp["weight_decay"]
+    return keys
+
+
 # --------------------------------------------------------------------------- LLaMA-Factory
 def llama_factory_config(plan: ExportPlan) -> dict[str, Any]:
     """LLaMA-Factory YAML for ``llamafactory-cli train`` (examples/train_lora/*.yaml)."""
     hp = plan.hp
-    cfg: dict[str, Any] = {
-        "model_name_or_path": plan.model,
-        "stage": "sft",
-        "do_train": True,
-        "finetuning_type": hp["method"],
-    }
+    cfg: dict[str, Any] = {"model_name_or_path": plan.model}
+    if plan.qlora:  # LLaMA-Factory's QLoRA: LoRA on a base it quantizes while loading
+        cfg.update(quantization_bit=4, quantization_method="bnb", quantization_type="nf4",
+                   double_quantization=True)
+    cfg.update(stage="sft", do_train=True, finetuning_type="lora" if plan.lora else hp["method"])
     if plan.lora:
         modules = target_modules(hp)
         cfg["lora_rank"] = hp["lora_r"]
@@ -125,11 +140,7 @@ def llama_factory_config(plan: ExportPlan) -> dict[str, Any]:
     cfg["gradient_accumulation_steps"] = plan.batch.grad_accum
     cfg["learning_rate"] = hp["learning_rate"]
     cfg["num_train_epochs"] = hp["epochs"]
-    cfg["lr_scheduler_type"] = plan.schedule.name
-    if plan.schedule.kwargs:
-        cfg["lr_scheduler_kwargs"] = dict(plan.schedule.kwargs)
-    cfg["warmup_ratio"] = hp["warmup_ratio"]
-    cfg["weight_decay"] = hp["weight_decay"]
+    cfg.update(_schedule_keys(plan, "lr_scheduler_type"))
     cfg["optim"] = OPTIMIZERS[hp["optimizer"]]
     cfg["seed"] = hp["seed"]
     # "auto" means bf16 where the GPU has it; LLaMA-Factory has no auto, and its examples use bf16.
@@ -196,6 +207,34 @@ def lora_kwargs(plan: ExportPlan) -> dict[str, Any]:
     }
 
 
+#: How the base of a qlora export computes, per precision (auto: bf16 where the GPU has it, else fp32).
+_COMPUTE_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32", "auto": "float32"}
+_COMPUTE_AUTO = "torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32"
+
+
+def bnb_kwargs(plan: ExportPlan) -> dict[str, Any]:
+    """transformers ``BitsAndBytesConfig`` keyword arguments of a qlora base (JSON: the dtype as a name)."""
+    return {
+        "load_in_4bit": True,
+        "bnb_4bit_quant_type": "nf4",
+        "bnb_4bit_compute_dtype": _COMPUTE_DTYPES[plan.precision],
+        "bnb_4bit_use_double_quant": True,
+    }
+
+
+def _bnb_python(plan: ExportPlan) -> str:
+    """``quantization_config = BitsAndBytesConfig(...)`` of a qlora export, else nothing."""
+    if not plan.qlora:
+        return ""
+    kw = bnb_kwargs(plan)
+    name = kw.pop("bnb_4bit_compute_dtype")
+    dtype = _COMPUTE_AUTO if plan.precision == "auto" else f"torch.{name}"
+    return ("# QLoRA: the LoRA adapter trains on the frozen base loaded in 4-bit NF4 (bitsandbytes):\n"
+            "# AutoModelForCausalLM.from_pretrained(MODEL, quantization_config=quantization_config)\n"
+            "quantization_config = " + _py_call("BitsAndBytesConfig", kw, [f"bnb_4bit_compute_dtype={dtype}"])
+            + "\n\n")
+
+
 def _py_call(name: str, kwargs: dict[str, Any], extra: Sequence[str] = ()) -> str:
     args = [f"    {k}={v!r}," for k, v in kwargs.items()] + [f"    {e}," for e in extra]
     return f"{name}(\n" + "\n".join(args) + "\n)"
@@ -219,12 +258,14 @@ def hf_args_python(plan: ExportPlan) -> str:
     kw = training_kwargs(plan, json_mode=False)
     return (
         '"""' + _header(plan, prefix="").rstrip() + '\n"""\n\n'
-        "import dataclasses\n\nimport torch\nfrom transformers import TrainingArguments\n\n"
+        "import dataclasses\n\nimport torch\nfrom transformers import "
+        + ("BitsAndBytesConfig, TrainingArguments" if plan.qlora else "TrainingArguments") + "\n\n"
         f"MODEL = {plan.model!r}\n"
         f"# TrainingArguments has no sequence length: truncate/pack your data to this many tokens.\n"
         f"MAX_SEQ_LENGTH = {plan.hp['max_seq_length']!r}\n\n"
-        + _WARMUP_PY.format(cls="TrainingArguments", ratio=plan.hp["warmup_ratio"])
-        + "\ntraining_args = "
+        + _WARMUP_PY.format(cls="TrainingArguments", ratio=plan.hp["warmup_ratio"]) + "\n"
+        + _bnb_python(plan)
+        + "training_args = "
         + _py_call("TrainingArguments", kw, [*_precision_extra(plan), "**_WARMUP"])
         + "\n"
     )
@@ -234,6 +275,7 @@ def hf_args_json(plan: ExportPlan) -> dict[str, Any]:
     return {
         "model_name_or_path": plan.model,
         "max_seq_length": plan.hp["max_seq_length"],
+        **({"quantization_config": bnb_kwargs(plan)} if plan.qlora else {}),
         "training_args": training_kwargs(plan, json_mode=True),
         "staytuned": _meta(plan),
     }
@@ -247,14 +289,16 @@ def trl_python(plan: ExportPlan) -> str:
         '"""' + _header(plan, prefix="").rstrip() + "\n\nRun: python THIS_FILE [DATASET]"
         ' (a Hub dataset id or a local .json/.jsonl file)\n"""\n\n'
         "import dataclasses\nimport sys\n\nimport torch\nfrom peft import LoraConfig\n"
-        "from trl import SFTConfig, SFTTrainer\n\n"
+        + ("from transformers import AutoModelForCausalLM, BitsAndBytesConfig\n" if plan.qlora else "")
+        + "from trl import SFTConfig, SFTTrainer\n\n"
         f"MODEL = {plan.model!r}\nDATASET = {dataset!r}\n\n"
         + _WARMUP_PY.format(cls="SFTConfig", ratio=plan.hp["warmup_ratio"])
         + "# TRL renamed max_seq_length to max_length.\n"
         f"_SEQ = {{'max_length': {plan.hp['max_seq_length']!r}}} if 'max_length' in _ARG_FIELDS"
         f" else {{'max_seq_length': {plan.hp['max_seq_length']!r}}}\n\n"
         f"lora_config = {lora}\n\n"
-        "sft_config = "
+        + _bnb_python(plan)
+        + "sft_config = "
         + _py_call("SFTConfig", kw, [*_precision_extra(plan), "**_WARMUP", "**_SEQ"])
         + "\n\n\n"
         "def main(argv: list[str]) -> None:\n"
@@ -264,7 +308,10 @@ def trl_python(plan: ExportPlan) -> str:
         "        train = load_dataset('json', data_files=source, split='train')\n"
         "    else:\n"
         "        train = load_dataset(source, split='train')\n"
-        "    trainer = SFTTrainer(model=MODEL, args=sft_config, train_dataset=train, peft_config=lora_config)\n"
+        + ("    model = AutoModelForCausalLM.from_pretrained(MODEL, quantization_config=quantization_config)\n"
+           if plan.qlora else "")
+        + "    trainer = SFTTrainer(model=" + ("model" if plan.qlora else "MODEL")
+        + ", args=sft_config, train_dataset=train, peft_config=lora_config)\n"
         "    trainer.train()\n"
         "    trainer.save_model()\n\n\n"
         "if __name__ == '__main__':\n"
@@ -277,6 +324,7 @@ def trl_json(plan: ExportPlan) -> dict[str, Any]:
     sft["max_length"] = plan.hp["max_seq_length"]
     return {
         "model_name_or_path": plan.model,
+        **({"quantization_config": bnb_kwargs(plan)} if plan.qlora else {}),
         "sft_config": sft,
         "lora_config": lora_kwargs(plan) if plan.lora else None,
         "staytuned": _meta(plan),
@@ -291,9 +339,11 @@ def peft_json(plan: ExportPlan) -> dict[str, Any]:
 def peft_python(plan: ExportPlan) -> str:
     return (
         '"""' + _header(plan, prefix="").rstrip() + '\n"""\n\n'
-        "from peft import LoraConfig\n\n"
-        f"MODEL = {plan.model!r}\n\n"
-        "lora_config = " + _py_call("LoraConfig", lora_kwargs(plan)) + "\n"
+        + ("import torch\nfrom peft import LoraConfig\nfrom transformers import BitsAndBytesConfig\n\n"
+           if plan.qlora else "from peft import LoraConfig\n\n")
+        + f"MODEL = {plan.model!r}\n\n"
+        + _bnb_python(plan)
+        + "lora_config = " + _py_call("LoraConfig", lora_kwargs(plan)) + "\n"
     )
 
 

@@ -9,22 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from staytuned._lazy import lazy_attributes
+from staytuned._lazy import lazy_imports
 
 if TYPE_CHECKING:
     from staytuned.finetune.trial import ModelCache, TrialResult, run_trial
     from staytuned.hparams.train import TrainConfig
     from staytuned.tasks import Task, compute_metrics, load_task
-
-_LAZY: dict[str, str] = {
-    "run_trial": "staytuned.finetune.trial",
-    "TrialResult": "staytuned.finetune.trial",
-    "ModelCache": "staytuned.finetune.trial",
-    "TrainConfig": "staytuned.hparams.train",
-    "Task": "staytuned.tasks",
-    "load_task": "staytuned.tasks",
-    "compute_metrics": "staytuned.tasks",
-}
 
 __all__ = [
     "ModelCache",
@@ -36,4 +26,5 @@ __all__ = [
     "run_trial",
 ]
 
-__getattr__, __dir__ = lazy_attributes("staytuned.finetune", _LAZY, globals())
+# The names of the TYPE_CHECKING block, each resolved from its module on first access.
+_LAZY, __getattr__, __dir__ = lazy_imports(globals())

@@ -19,7 +19,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from staytuned.finetune.trainer import cut_middle, left_pad, resolve_precision
+from staytuned.finetune.trainer import (
+    MIN_SHARED_PREFIX,
+    can_share_prefix,
+    cut_middle,
+    left_pad,
+    resolve_precision,
+    shared_prefix_len,
+)
 
 if TYPE_CHECKING:
     from staytuned.hardware.precision import PrecisionChoice
@@ -28,8 +35,6 @@ MAX_NEW_TOKENS = {"summarization": 64, "qa": 32}
 LABEL_SCORINGS = ("loglik", "generate")
 #: Rows (prompt x label pairs) scored at once in loglik mode, and the token budget of a batch.
 LOGLIK_ROWS = 64
-#: Shared prompt starts shorter than this are not worth a separate cached pass.
-MIN_SHARED_PREFIX = 4
 EVAL_TOKEN_BUDGET = {"cpu": 4096, "cuda": 32768}
 
 Progress = Callable[[int, int], None]
@@ -155,12 +160,10 @@ def _label_logliks(model: Any, tokenizer: Any, prompt_ids: Sequence[Sequence[int
     scores = torch.zeros((len(prompts), n_labels), dtype=torch.float32)
     # Prompts of one task share a long start (system prompt, instruction, label list): run it
     # once and reuse its KV cache, so only each prompt's own tail is computed.
-    n_prefix = _common_prefix_len(prompts)
-    # Middle padding shifts the tails' cache positions, which a sliding window would see.
-    window = getattr(getattr(model, "config", None), "sliding_window", None)
+    n_prefix = shared_prefix_len(prompts)
     longest = max((len(p) for p in prompts), default=0) + longest_label
     prefix_cache = None
-    if n_prefix >= MIN_SHARED_PREFIX and (not window or longest <= window):
+    if n_prefix >= MIN_SHARED_PREFIX and can_share_prefix(model, longest, training=False):
         prefix_ids = torch.tensor([prompts[0][:n_prefix]], device=device)
         prefix_cache = model(input_ids=prefix_ids, use_cache=True, **_keep(model, 1)).past_key_values
     else:
@@ -196,19 +199,6 @@ def _label_logliks(model: Any, tokenizer: Any, prompt_ids: Sequence[Sequence[int
         if progress is not None:
             progress(done, len(prompts))
     return scores
-
-
-def _common_prefix_len(prompts: Sequence[Sequence[int]]) -> int:
-    """Tokens shared by the start of every prompt, leaving each prompt at least one of its own."""
-    if len(prompts) < 2:
-        return 0
-    first, n = prompts[0], min(len(p) for p in prompts) - 1
-    for p in prompts[1:]:
-        k = 0
-        while k < n and p[k] == first[k]:
-            k += 1
-        n = k
-    return max(0, n)
 
 
 def _loglik_labels(model: Any, tokenizer: Any, prompt_ids: list[list[int]], labels: list[str],

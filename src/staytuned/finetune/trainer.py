@@ -36,6 +36,8 @@ MAX_GRAD_NORM = 1.0
 MEGABATCH_FACTOR = 16
 #: Token budget of one micro-batch when ``micro_batch_size`` is not given (CPU, GPU).
 CPU_TOKEN_BUDGET = 2048
+#: A common prompt start shorter than this is not worth a separate forward pass.
+MIN_SHARED_PREFIX = 4
 GPU_TOKEN_BUDGET = 16384
 
 
@@ -74,6 +76,7 @@ class TrainStats:
     micro_batch_size: int = 0
     grad_accumulation: int = 0
     stopped_by: str | None = None  # "pruned" when on_epoch_end asked to stop
+    shared_prefix_tokens: int = 0  # prompt start common to all examples, run once per micro-batch
 
 
 def fit_lengths(prompt: Sequence[int], target: Sequence[int], max_len: int) -> tuple[list[int], list[int]]:
@@ -143,13 +146,52 @@ def supports_logits_to_keep(model: Any) -> bool:
         return False
 
 
+def shared_prefix_len(prompts: Sequence[Sequence[int]]) -> int:
+    """Tokens shared by the start of every prompt, leaving each prompt at least one of its own."""
+    if len(prompts) < 2:
+        return 0
+    first, n = prompts[0], min(len(p) for p in prompts) - 1
+    for p in prompts[1:]:
+        k = 0
+        while k < n and p[k] == first[k]:
+            k += 1
+        n = k
+    return max(0, n)
+
+
+def can_share_prefix(model: Any, longest: int, *, training: bool = True) -> bool:
+    """Whether ``model`` may run a shared prefix once and its rows on copies of its KV cache.
+
+    Not when training under gradient checkpointing (transformers turns the cache off there) and
+    not past a sliding window (the middle padding of the rows shifts their cache positions).
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if training and getattr(base, "is_gradient_checkpointing", False):
+        return False
+    window = getattr(getattr(base, "config", None), "sliding_window", None)
+    return not window or longest <= window
+
+
 def target_loss_sum(model: Any, batch: Sequence[Example], pad_id: int, device: Any,
-                    keep_logits: bool) -> tuple[Any, int]:
-    """Summed cross-entropy over the target tokens of ``batch`` and the number of those tokens."""
+                    keep_logits: bool, n_prefix: int = 0) -> tuple[Any, int]:
+    """Summed cross-entropy over the target tokens of ``batch`` and the number of those tokens.
+
+    ``n_prefix`` > 0: the first ``n_prefix`` tokens are the same in every row (the system prompt
+    and instruction of a template, see :func:`shared_prefix_len`). They run once, with gradients,
+    and every row continues from that KV cache: the loss and gradients are those of the full
+    rows (up to float rounding), at the cost of one prefix instead of one per row. Only the
+    dropout masks on the prefix are then shared by the rows of the micro-batch.
+    """
     import torch
     import torch.nn.functional as F
 
-    ids, mask, pos = left_pad([e.input_ids for e in batch], pad_id)
+    cache = None
+    if n_prefix > 0:
+        prefix = torch.tensor([batch[0].input_ids[:n_prefix]], device=device)
+        cache = model(input_ids=prefix, use_cache=True, **({"logits_to_keep": 1} if keep_logits else {})
+                      ).past_key_values
+        cache.batch_repeat_interleave(len(batch))
+    ids, mask, pos = left_pad([e.input_ids[n_prefix:] for e in batch], pad_id)
     width = ids.shape[1]
     keep = max(e.n_target for e in batch) + 1
     labels = torch.full_like(ids, -100)
@@ -157,8 +199,15 @@ def target_loss_sum(model: Any, batch: Sequence[Example], pad_id: int, device: A
         if e.n_target:
             labels[i, width - e.n_target:] = ids[i, width - e.n_target:]
     ids, mask, pos, labels = (t.to(device) for t in (ids, mask, pos, labels))
-    kwargs = {"logits_to_keep": keep} if keep_logits else {}
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False, **kwargs).logits
+    kwargs: dict[str, Any] = {"logits_to_keep": keep} if keep_logits else {}
+    if cache is not None:
+        # [shared prefix | padding | own tail]: the padding in the middle is masked out.
+        mask = torch.cat([torch.ones((len(batch), n_prefix), dtype=mask.dtype, device=device), mask], dim=1)
+        pos = pos + n_prefix
+        kwargs.update(past_key_values=cache, use_cache=True)
+    else:
+        kwargs["use_cache"] = False
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, **kwargs).logits
     logits = logits[:, -keep:, :]
     shifted = logits[:, :-1, :].float()
     gold = labels[:, width - keep + 1:]
@@ -268,6 +317,10 @@ def train(
     amp = _Amp(choice, device_type)
     keep_logits = supports_logits_to_keep(model)
     lengths = [len(e.input_ids) for e in examples]
+    n_prefix = shared_prefix_len([e.input_ids[:e.n_prompt] for e in examples])
+    if n_prefix < MIN_SHARED_PREFIX or not can_share_prefix(model, max(lengths)):
+        n_prefix = 0
+    stats.shared_prefix_tokens = n_prefix
     rng = random.Random(config.seed)
     model.train()
     step = 0
@@ -285,7 +338,7 @@ def train(
             while True:
                 try:
                     loss_value, tokens = _accumulate(model, batch, n_target, micro, pad_id, device,
-                                                     keep_logits, amp)
+                                                     keep_logits, amp, n_prefix)
                     break
                 except Exception as exc:
                     if not is_oom(exc):
@@ -364,14 +417,16 @@ class _Amp:
 
 
 def _accumulate(model: Any, batch: list[Example], n_target: int, micro: int, pad_id: int, device: Any,
-                keep_logits: bool, amp: _Amp) -> tuple[float, int]:
+                keep_logits: bool, amp: _Amp, n_prefix: int = 0) -> tuple[float, int]:
     """Forward + backward of one effective batch in micro-batches; returns (mean loss, tokens)."""
     total = 0.0
     tokens = 0
     for start in range(0, len(batch), micro):
         part = batch[start:start + micro]
         with amp.autocast():
-            loss_sum, _ = target_loss_sum(model, part, pad_id, device, keep_logits)
+            # A lone row gains nothing from a shared prefix.
+            loss_sum, _ = target_loss_sum(model, part, pad_id, device, keep_logits,
+                                          n_prefix if len(part) > 1 else 0)
         loss = loss_sum / max(1, n_target)
         value = float(loss.detach())
         if not math.isfinite(value):

@@ -52,7 +52,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from staytuned.errors import InputError
 
@@ -463,6 +463,23 @@ COMPONENTS = ("weights", "weight_casts", "gradients", "optimizer_states", "activ
               "backward_reuse")
 
 
+class _ComponentBytes:
+    """A :class:`MemoryPlan` attribute: the bytes of the component it is named after."""
+
+    def __init__(self, doc: str | None = None) -> None:
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, plan: None, owner: type | None = None) -> _ComponentBytes: ...
+    @overload
+    def __get__(self, plan: MemoryPlan, owner: type | None = None) -> int: ...
+    def __get__(self, plan: MemoryPlan | None, owner: type | None = None) -> int | _ComponentBytes:
+        return self if plan is None else plan.bytes_of(self.name)
+
+
 @dataclass(frozen=True)
 class MemoryPlan:
     """A trial's estimated peak memory on one device, whether it fits, and what would.
@@ -497,38 +514,14 @@ class MemoryPlan:
                 return c.bytes
         raise KeyError(name)
 
-    @property
-    def weights(self) -> int:
-        return self.bytes_of("weights")
-
-    @property
-    def weight_casts(self) -> int:
-        return self.bytes_of("weight_casts")
-
-    @property
-    def gradients(self) -> int:
-        return self.bytes_of("gradients")
-
-    @property
-    def optimizer_states(self) -> int:
-        return self.bytes_of("optimizer_states")
-
-    @property
-    def activations(self) -> int:
-        return self.bytes_of("activations")
-
-    @property
-    def logits(self) -> int:
-        return self.bytes_of("logits")
-
-    @property
-    def overhead(self) -> int:
-        return self.bytes_of("overhead")
-
-    @property
-    def backward_reuse(self) -> int:
-        """Zero or negative: what gradients reuse of the memory backward frees."""
-        return self.bytes_of("backward_reuse")
+    weights = _ComponentBytes()
+    weight_casts = _ComponentBytes()
+    gradients = _ComponentBytes()
+    optimizer_states = _ComponentBytes()
+    activations = _ComponentBytes()
+    logits = _ComponentBytes()
+    overhead = _ComponentBytes()
+    backward_reuse = _ComponentBytes("Zero or negative: what gradients reuse of the memory backward frees.")
 
     @property
     def total(self) -> int:

@@ -16,12 +16,14 @@ from staytuned.hparams.schema import check_execution
 
 @dataclass(frozen=True)
 class ExecutionSettings:
-    """Precision, micro-batch, device and threads of a run; ``None`` means "decide at run time"."""
+    """Precision, micro-batch, device, threads and gradient checkpointing of a run; ``None`` (and
+    "auto") means "decide at run time"."""
 
     precision: str = "auto"
     micro_batch_size: int | None = None
     device: str | None = None
     threads: int | None = None
+    gradient_checkpointing: str = "auto"
 
     def __post_init__(self) -> None:
         for name, value in check_execution(asdict(self)).items():

@@ -22,15 +22,16 @@ from staytuned.errors import InputError
 
 Kind = Literal["hyperparameter", "execution"]
 Scope = Literal["train", "decode"]
-Method = Literal["lora", "full"]
+Method = Literal["lora", "qlora", "full"]
 
-METHODS: tuple[Method, ...] = ("lora", "full")
+METHODS: tuple[Method, ...] = ("lora", "qlora", "full")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "polynomial",
               "time_based", "step", "exponential")
 OPTIMIZERS = ("adamw", "sgd", "adafactor")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+CHECKPOINTING = ("auto", "on", "off")
 #: Default peak learning rate per method (``learning_rate: None`` means this).
-DEFAULT_LR: dict[str, float] = {"lora": 1e-4, "full": 1e-5}
+DEFAULT_LR: dict[str, float] = {"lora": 1e-4, "qlora": 1e-4, "full": 1e-5}
 
 
 @dataclass(frozen=True)
@@ -132,12 +133,15 @@ def _in_bounds(p: HParam, x: float) -> bool:
     return not (p.high is not None and (x >= p.high if p.high_open else x > p.high))
 
 
-_LORA: tuple[Method, ...] = ("lora",)
+#: The methods that train a LoRA adapter and take the LoRA hyperparameters (qlora: on a 4-bit base).
+LORA_METHODS: tuple[Method, ...] = ("lora", "qlora")
 
 TRAIN: tuple[HParam, ...] = (
-    HParam("method", str, "lora", "lora (train a LoRA adapter on the frozen base) or full (all weights).",
-           choices=METHODS),
-    HParam("learning_rate", float, None, "Peak learning rate (default 1e-4 for lora, 1e-5 for full).",
+    HParam("method", str, "lora",
+           "lora (train a LoRA adapter on the frozen base), qlora (the same adapter on a 4-bit NF4 "
+           "base, needs bitsandbytes) or full (all weights).", choices=METHODS),
+    HParam("learning_rate", float, None,
+           "Peak learning rate (default 1e-4 for lora and qlora, 1e-5 for full).",
            low=0.0, low_open=True, nullable=True),
     HParam("lr_scheduler", str, "linear",
            "linear, cosine, constant, constant_with_warmup, polynomial; time_based lr/(1+k*t), "
@@ -152,13 +156,13 @@ TRAIN: tuple[HParam, ...] = (
     HParam("max_seq_length", int, 512, "Prompt + answer tokens per example.", low=8),
     HParam("optimizer", str, "adamw", "adamw, sgd (momentum 0.9) or adafactor.", choices=OPTIMIZERS),
     HParam("seed", int, 0, "Training seed: adapter init, data order, dropout.", low=0),
-    HParam("lora_r", int, 16, "LoRA rank.", low=1, methods=_LORA),
+    HParam("lora_r", int, 16, "LoRA rank.", low=1, methods=LORA_METHODS),
     HParam("lora_alpha", int, 32, "LoRA alpha (scale = alpha / r).", low=0, low_open=True,
-           methods=_LORA),
+           methods=LORA_METHODS),
     HParam("lora_dropout", float, 0.05, "Dropout on the LoRA input.", low=0.0, high=1.0,
-           high_open=True, methods=_LORA),
+           high_open=True, methods=LORA_METHODS),
     HParam("lora_target_modules", str, "all-linear", '"all-linear" or a comma list like "q_proj,v_proj".',
-           methods=_LORA),
+           methods=LORA_METHODS),
     HParam("time_decay_k", float, 1.0, "time_based schedule: lr / (1 + k * epochs done).", low=0.0),
     HParam("step_size_epochs", float, 1.0, "step schedule: decay every n epochs.", low=0.0,
            low_open=True),
@@ -200,6 +204,10 @@ EXECUTION: tuple[HParam, ...] = (
            kind="execution", nullable=True),
     HParam("threads", int, None, "torch CPU threads (default: the CPUs this process may use).",
            kind="execution", low=1, nullable=True),
+    HParam("gradient_checkpointing", str, "auto",
+           "auto (on only when the memory planner says the trial would not fit otherwise), on or off: "
+           "recompute each layer's activations in the backward pass (less memory, about a third "
+           "more compute).", kind="execution", choices=CHECKPOINTING),
 )
 
 #: Names that say how a run executes, never what is trained.
@@ -256,9 +264,9 @@ def markdown_table(scope: Literal["train", "decode", "execution"]) -> str:
     """The docs table of one scope (README and docs/CONTRACTS.md embed it verbatim)."""
     rows = ["| name | type | default | notes |", "|---|---|---|---|"]
     for p in _BY_SCOPE[scope].values():
-        default = ("1e-4 (lora), 1e-5 (full)" if p.name == "learning_rate"
+        default = ("1e-4 (lora, qlora), 1e-5 (full)" if p.name == "learning_rate"
                    else "—" if p.default is None else str(p.default))
-        note = p.help + (" LoRA only." if p.methods == _LORA else "")
+        note = p.help + (" LoRA and QLoRA only." if p.methods == LORA_METHODS else "")
         rows.append(f"| `{p.name}` | {p.type.__name__} | {default} | {note} |")
     return "\n".join(rows)
 

@@ -15,20 +15,22 @@ from staytuned.errors import InputError
 from staytuned.hparams.schema import (
     DEFAULT_LR,
     EXECUTION_SETTINGS,
+    LORA_METHODS,
     TRAIN,
     execution_error,
 )
 
 _METHOD = next(p for p in TRAIN if p.name == "method")
-LORA_FIELDS = tuple(p.name for p in TRAIN if p.methods == ("lora",))
+LORA_FIELDS = tuple(p.name for p in TRAIN if p.methods == LORA_METHODS)
 
 
 @dataclass
 class TrainConfig:
     """Hyperparameters of one fine-tuning trial.
 
-    - ``method``: "lora" (train a fresh LoRA adapter on the frozen base) or "full" (all weights).
-    - ``learning_rate``: peak learning rate; ``None`` means 1e-4 for lora and 1e-5 for full.
+    - ``method``: "lora" (train a fresh LoRA adapter on the frozen base), "qlora" (the same adapter
+      on a base loaded in 4-bit NF4 with bitsandbytes) or "full" (all weights).
+    - ``learning_rate``: peak learning rate; ``None`` means 1e-4 for lora and qlora, 1e-5 for full.
     - ``lr_scheduler``: linear, cosine, constant, constant_with_warmup, polynomial (the
       transformers schedules; polynomial decays to 1e-7 with power 1), or the classic decays
       time_based ``lr / (1 + time_decay_k * t)``, step ``lr * step_gamma ** floor(t / step_size_epochs)``
@@ -45,7 +47,7 @@ class TrainConfig:
     - ``optimizer``: adamw, sgd (momentum 0.9) or adafactor (fixed learning rate, no relative step).
     - ``seed``: seeds adapter initialisation, data order and dropout.
     - ``lora_r``, ``lora_alpha``, ``lora_dropout``, ``lora_target_modules`` ("all-linear" or a
-      comma list such as "q_proj,v_proj"): LoRA only; ignored (and not validated) for full.
+      comma list such as "q_proj,v_proj"): lora and qlora only; ignored (and not validated) for full.
 
     How a machine runs the trial (precision, micro-batch, device, threads) is not part of it:
     those are execution settings, passed to ``run_trial`` separately.
@@ -116,7 +118,7 @@ class TrainConfig:
     def hp_dict(self) -> dict[str, Any]:
         """The HPs that matter for this method (LoRA fields dropped for full fine-tuning)."""
         d = self.to_dict()
-        if self.method != "lora":
+        if self.method not in LORA_METHODS:
             for name in LORA_FIELDS:
                 d.pop(name)
         return d
@@ -131,7 +133,7 @@ class TrainConfig:
                 continue  # e.g. LoRA fields under full fine-tuning: ignored, not validated
             p.check(getattr(self, p.name))
         modules = str(self.lora_target_modules).strip()
-        if self.method == "lora" and (not modules or not all(m.strip() for m in modules.split(","))):
+        if self.method in LORA_METHODS and (not modules or not all(m.strip() for m in modules.split(","))):
             raise InputError(
                 "empty LoRA target module name", field="lora_target_modules",
                 value=self.lora_target_modules,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from staytuned._lazy import lazy_attributes
+from staytuned._lazy import lazy_imports
 
 if TYPE_CHECKING:
     from staytuned.search.records import TrialRecord, TrialStatus, read_records
@@ -16,22 +16,6 @@ if TYPE_CHECKING:
     from staytuned.search.space import Param, SearchSpace, config_id, load_space, parse_space
     from staytuned.search.study import GridSpec, StudySpec
     from staytuned.search.table import export_results
-
-_LAZY: dict[str, str] = {
-    "Param": "staytuned.search.space",
-    "SearchSpace": "staytuned.search.space",
-    "config_id": "staytuned.search.space",
-    "load_space": "staytuned.search.space",
-    "parse_space": "staytuned.search.space",
-    "TrialRecord": "staytuned.search.records",
-    "TrialStatus": "staytuned.search.records",
-    "read_records": "staytuned.search.records",
-    "StudySpec": "staytuned.search.study",
-    "GridSpec": "staytuned.search.study",
-    "tune": "staytuned.search.runner",
-    "grid": "staytuned.search.runner",
-    "export_results": "staytuned.search.table",
-}
 
 __all__ = [
     "GridSpec",
@@ -49,4 +33,5 @@ __all__ = [
     "tune",
 ]
 
-__getattr__, __dir__ = lazy_attributes("staytuned.search", _LAZY, globals())
+# The names of the TYPE_CHECKING block, each resolved from its module on first access.
+_LAZY, __getattr__, __dir__ = lazy_imports(globals())

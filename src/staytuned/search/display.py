@@ -207,8 +207,8 @@ def render(s: Snapshot, title: str) -> Any:
     best = "-" if s.best_value is None else f"{s.best_value:.4f}  " + ", ".join(
         f"{k}={_fmt(v)}" for k, v in s.best_config.items())
     table.add_row("best", best)
-    eta = "-" if s.eta_s is None else _dur(s.eta_s)
-    table.add_row("time", f"elapsed {_dur(s.elapsed_s)}, ETA {eta}")
+    eta = "-" if s.eta_s is None else format_duration(s.eta_s)
+    table.add_row("time", f"elapsed {format_duration(s.elapsed_s)}, ETA {eta}")
     return table
 
 
@@ -218,7 +218,7 @@ def event_line(e: TrialEvent, s: Snapshot) -> str:
     if e.kind == "started":
         config = ", ".join(f"{k}={_fmt(v)}" for k, v in e.config.items())
         return f"[{stamp}] {e.trial} started: config {e.config_id}" + (f" ({config})" if config else "")
-    took = "" if e.duration_s is None else f" after {_dur(e.duration_s)}"
+    took = "" if e.duration_s is None else f" after {format_duration(e.duration_s)}"
     if e.kind == "ok":
         score = "-" if e.score is None else f"{e.score:.4f}"
         what = f"finished{took}: {e.metric or 'score'} {score}"
@@ -234,7 +234,7 @@ def event_line(e: TrialEvent, s: Snapshot) -> str:
 def progress_text(s: Snapshot) -> str:
     """'best 0.8125 (trial 3) | 4/12 done | ETA 5m20s'."""
     best = "best -" if s.best_value is None else f"best {s.best_value:.4f} ({s.best_trial})"
-    eta = "-" if s.eta_s is None else _dur(s.eta_s)
+    eta = "-" if s.eta_s is None else format_duration(s.eta_s)
     return f"{best} | {s.done}/{s.total} done | ETA {eta}"
 
 
@@ -243,14 +243,15 @@ def summary_line(s: Snapshot) -> str:
     best = "no successful trial" if s.best_value is None else \
         f"best {s.best_value:.4f} ({s.best_trial})"
     return (f"[{stamp}] {s.done}/{s.total} done ({s.complete} ok, {s.failed} failed, "
-            f"{s.pruned} pruned) after {_dur(s.elapsed_s)}; {best}")
+            f"{s.pruned} pruned) after {format_duration(s.elapsed_s)}; {best}")
 
 
 def _fmt(v: Any) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
-def _dur(sec: float) -> str:
+def format_duration(sec: float) -> str:
+    """Seconds as 4.2s, 42s, 3m05s or 1h02m ("-" when not finite)."""
     if not math.isfinite(sec):
         return "-"
     if sec < 10:

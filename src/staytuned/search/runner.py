@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from staytuned.errors import InputError
+from staytuned.hparams.schema import METHODS
 from staytuned.search.executors import Executor, ExecutorReport, make_executor
 from staytuned.search.objective import DEFAULT_TRIAL_FN
 from staytuned.search.pruners import make_pruner
@@ -89,8 +90,8 @@ def prepare_spec(spec: StudySpec, *, cbs_table: str | None = None) -> StudySpec:
     if spec.cbs_k < 0:
         raise InputError("must be >= 0", field="cbs_k", value=spec.cbs_k)
     check_sizes(spec.settings)
-    if spec.method is not None and spec.method not in ("lora", "full"):
-        raise InputError("unknown method", field="method", value=spec.method, expected="lora or full")
+    if spec.method is not None and spec.method not in METHODS:
+        raise InputError("unknown method", field="method", value=spec.method, expected=", ".join(METHODS))
     fixed_method = space.fixed.get("method")
     if spec.method is not None and fixed_method is not None and fixed_method != spec.method:
         raise InputError("the space fixes another method", file=space.source, field="method",

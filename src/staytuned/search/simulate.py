@@ -136,6 +136,7 @@ def simulate(choose: ScoreMatrix, score: ScoreMatrix | None = None, *,
     for j in range(m):
         rows = np.flatnonzero(~np.isnan(norm_c[:, j]) & ~np.isnan(norm_s[:, j]))
         if len(rows) == 0:
+            step += len(strategies)
             continue
         kk = min(k, len(rows))
         others = [d for d in range(m) if d != j]
@@ -145,9 +146,6 @@ def simulate(choose: ScoreMatrix, score: ScoreMatrix | None = None, *,
         source = OfflineSource(ranked=tuple(dict(offline.hps[r]) for r in ranked), matrix=offline,
                                provenance="the other datasets")
         for strat in strategies:
-            step += 1
-            if progress is not None:
-                progress(strat, step, total)
             for seed in range(seeds):
                 strategy = replay_strategy(strat, space, seed=seed, k=kk, cbs_k=cbs_k,
                                            offline=source, tol=tol, settings=settings)
@@ -164,6 +162,9 @@ def simulate(choose: ScoreMatrix, score: ScoreMatrix | None = None, *,
                 solved[strat][j, seed, :kk] = s
                 best[strat][j, seed, kk:] = b[-1]
                 solved[strat][j, seed, kk:] = s[-1]
+            step += 1
+            if progress is not None:  # one strategy replayed on one held-out dataset
+                progress(strat, step, total)
     curves = []
     for strat in strategies:
         b, s = best[strat], solved[strat]

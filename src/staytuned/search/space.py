@@ -8,7 +8,7 @@ A space file looks like::
       learning_rate: {type: float, low: 1.0e-5, high: 1.0e-3, log: true, values: [1.0e-4, 5.0e-4]}
       lr_scheduler: {type: categorical, choices: [linear, cosine]}
       batch_size: {type: int, values: [8, 16]}          # no low/high: a discrete parameter
-      lora_r: {type: int, values: [8, 16], when: {method: lora}}
+      lora_r: {type: int, values: [8, 16], when: {method: [lora, qlora]}}
     fixed:
       epochs: 1
       max_seq_length: 128
@@ -51,7 +51,14 @@ from typing import Any
 
 from staytuned._util.mapping import load_data
 from staytuned.errors import InputError
-from staytuned.hparams.schema import CELL_AXES, EXECUTION_SETTINGS, HParam, execution_error, hparams
+from staytuned.hparams.schema import (
+    CELL_AXES,
+    EXECUTION_SETTINGS,
+    METHODS,
+    HParam,
+    execution_error,
+    hparams,
+)
 
 # The declared names a space may search or fix (staytuned.hparams.schema is the one declaration).
 TRAIN_HPS: dict[str, HParam] = hparams("train")
@@ -540,9 +547,6 @@ def _parse_when(name: str, when: Any, source: str, known: set[str]
         vals = tuple(allowed) if isinstance(allowed, list) else (allowed,)
         out.append((str(cond), vals))
     return tuple(out)
-
-
-METHODS = ("lora", "full")
 
 
 def _check_conditions(params: list[Param], fixed: Mapping[str, Any], source: str) -> None:

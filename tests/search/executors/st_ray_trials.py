@@ -2,8 +2,9 @@
 
 ``pid_trial`` wraps a real trial function (``ST_TEST_BASE``: the synthetic trial or
 ``staytuned.finetune:run_trial``): it records which process ran each attempt (a file per
-attempt, and ``metrics["pid"]``) and, for the victim config (``ST_TEST_VICTIM_LR``), writes
-its PID to ``victim.pid`` and waits to be killed by the test (once: the re-run goes through).
+attempt holding the process's ``CUDA_VISIBLE_DEVICES``, and ``metrics["pid"]``) and, for the
+victim config (``ST_TEST_VICTIM_LR``), writes its PID to ``victim.pid`` and waits to be killed
+by the test (once: the re-run goes through).
 ``ST_TEST_MIN_PIDS`` holds trials until that many worker processes have started one.
 """
 
@@ -22,7 +23,9 @@ def pid_trial(**kwargs: Any) -> dict[str, Any]:
     config = kwargs["config"]
     lr = float(config["learning_rate"])
     tag = f"{lr:g}-{config.get('lr_scheduler')}"
-    (folder / f"attempt_{tag}_{os.getpid()}_{time.monotonic_ns()}").touch()
+    # The file holds the GPUs the worker was given (local executor, tests/search/executors).
+    (folder / f"attempt_{tag}_{os.getpid()}_{time.monotonic_ns()}").write_text(
+        os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>"))
     # ST_TEST_MIN_PIDS=n: hold every trial until n worker processes have started one, so each
     # node surely runs trials, however late its worker process comes up (at most 120 s).
     deadline = time.monotonic() + 120

@@ -101,3 +101,55 @@ def test_address_without_a_ray_head_is_an_input_error_not_a_hang(tmp_path):
         run_study_on_ray(grid_spec(tmp_path / "x.db"), address=f"127.0.0.1:{port}")
     with pytest.raises(InputError, match="not a Ray address"):
         run_study_on_ray(grid_spec(tmp_path / "x.db"), address="headnode")
+
+
+def test_gpus_per_trial_defaults_to_one_on_a_cluster_with_gpus():
+    from staytuned.search.executors.ray import default_gpus
+
+    assert default_gpus(None, NODES) == 1.0
+    assert default_gpus(None, {**NODES, "gpus": 0.0}) == 0.0
+    assert default_gpus(0.5, NODES) == 0.5 and default_gpus(0, NODES) == 0
+
+
+def test_each_ray_task_requests_the_gpus_of_one_trial(tmp_path):
+    """What Ray is asked for (a stand-in for ray.remote: no Ray started)."""
+    from staytuned.search.executors.ray import _prepare, _Run
+
+    class FakeRay:
+        options: dict | None = None
+
+        def remote(self, fn):
+            ray = self
+
+            class Remote:
+                def options(self, **kwargs):
+                    ray.options = kwargs
+                    return self
+
+            return Remote()
+
+    spec = grid_spec(tmp_path / "x.db")
+    ray = FakeRay()
+    _Run(ray, spec, _prepare(spec), workers=2, cpus=4, gpus=0.5, runtime_env=None,
+         max_task_retries=3, on_progress=None, poll_s=1.0)
+    assert (ray.options["num_cpus"], ray.options["num_gpus"]) == (4, 0.5)
+
+
+def test_the_ray_executor_passes_gpus_per_trial_and_workers(tmp_path, monkeypatch):
+    from staytuned.search.executors import make_executor
+    from staytuned.search.executors import ray as ray_executor
+
+    seen: dict = {}
+
+    def fake_run(spec, **kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(ray_executor, "run_study_on_ray", fake_run)
+    for gpus, workers, n_workers in ((2, "auto", None), (None, 3, 3)):
+        with pytest.raises(RuntimeError, match="stop here"):
+            make_executor("ray", gpus_per_trial=gpus).run(grid_spec(tmp_path / "x.db"),
+                                                          workers=workers)
+        assert (seen["gpus_per_trial"], seen["n_workers"]) == (gpus, n_workers)
+    assert make_executor("ray", gpus_per_trial=1).describe("auto") == (
+        "as many Ray worker(s) on a local Ray, 1 CPU + 1 GPU per trial")

@@ -5,17 +5,26 @@ same picklable spec; the storage does the coordination (enqueued trials are clai
 TPE uses constant liar, GP and cbs-adaptive plan each config under the storage lock). Processes
 are started with ``spawn`` (no forked torch/SQLite state) and die with their parent on Linux, so
 a killed ``staytuned tune`` leaves no orphan writing to the storage.
+
+On a GPU machine each worker gets its own GPU (or ``gpus_per_trial``), see
+:mod:`staytuned.hardware.gpus`: its ``CUDA_VISIBLE_DEVICES`` is in the environment the process
+starts with, so torch (imported later, in the trial) sees only those. A spawned process starts
+fresh, so whatever CUDA state this process holds (e.g. from scoring the untuned model) never
+reaches a worker.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import multiprocessing as mp
 import os
 import queue as queue_mod
 import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from staytuned.errors import StaytunedError
@@ -27,7 +36,10 @@ from staytuned.search.executors.base import (
 )
 
 if TYPE_CHECKING:
+    from staytuned.hardware.gpus import Workers
     from staytuned.search.executors.base import RunSpec
+
+_ENV_LOCK = threading.Lock()
 
 
 def _die_with_parent() -> None:
@@ -92,13 +104,37 @@ def for_worker(spec: Any, index: int) -> Any:
     return spec
 
 
+@contextlib.contextmanager
+def _child_env(name: str, value: str | None) -> Iterator[None]:
+    """``name=value`` in the environment a process started in the block inherits (``None``:
+    unchanged); this process's own value is restored after."""
+    if value is None:
+        yield
+        return
+    with _ENV_LOCK:
+        old = os.environ.get(name)
+        os.environ[name] = value
+        try:
+            yield
+        finally:
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
+
+
 def run_processes(target: Callable[..., int], spec: Any, workers: int,
-                  verbose: bool = False) -> list[int]:
+                  verbose: bool = False, gpus: Sequence[str | None] | None = None) -> list[int]:
     """Run ``target(spec)`` in ``workers`` processes (in this process when 1); trials run each.
 
+    ``gpus``: each worker's ``CUDA_VISIBLE_DEVICES`` (None: inherited); a single worker with a
+    value there runs in a process of its own too (this one may have started CUDA already).
     Raises the first worker error after all workers have ended.
     """
-    if workers <= 1:
+    from staytuned.hardware.gpus import GPU_ENV
+
+    gpus = list(gpus) if gpus is not None else [None] * workers
+    if workers <= 1 and gpus[0] is None:
         return [target(spec)]
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
@@ -106,8 +142,9 @@ def run_processes(target: Callable[..., int], spec: Any, workers: int,
     threads = threads_per_worker(workers, getattr(getattr(settings, "execution", None), "threads", None))
     procs = [ctx.Process(target=_entry, args=(target, for_worker(spec, i), queue, verbose, threads),
                          daemon=True) for i in range(workers)]
-    for p in procs:
-        p.start()
+    for p, devices in zip(procs, gpus, strict=True):
+        with _child_env(GPU_ENV, devices):  # set before the child's interpreter (and torch) starts
+            p.start()
     results: list[tuple[str, Any]] = []
     try:
         while len(results) < len(procs):
@@ -128,19 +165,50 @@ def run_processes(target: Callable[..., int], spec: Any, workers: int,
     return [n for kind, n in results if kind == "ok"]
 
 
+@dataclass(frozen=True)
 class LocalExecutor:
-    """Workers as processes on this machine (in this process when there is one)."""
+    """Workers as processes on this machine (in this process when there is one and it needs no
+    GPUs of its own). ``gpus_per_trial``/``share_gpus``: see :mod:`staytuned.hardware.gpus`;
+    ``gpu_ids``: the GPUs to hand out (default: those this process sees)."""
 
-    name = "local"
+    gpus_per_trial: float | None = None
+    share_gpus: bool = False
+    gpu_ids: tuple[str, ...] | None = None
+    name: str = "local"
 
-    def check(self, workers: int | None) -> None:
+    def _gpus(self) -> tuple[str, ...]:
+        from staytuned.hardware.gpus import visible_gpus
+
+        return visible_gpus() if self.gpu_ids is None else self.gpu_ids
+
+    def resolve(self, workers: Workers) -> int:
         check_workers(workers)
+        if workers == "auto":
+            from staytuned.hardware.gpus import auto_workers
 
-    def describe(self, workers: int | None) -> str:
-        return f"{workers or 1} worker(s)"
+            return auto_workers(len(self._gpus()), self.gpus_per_trial)
+        return workers or 1
 
-    def run(self, spec: RunSpec, *, workers: int | None = None,
+    def assign(self, workers: Workers) -> list[str | None]:
+        """Each worker's ``CUDA_VISIBLE_DEVICES`` (None: inherited); InputError when they do
+        not fit on the GPUs."""
+        from staytuned.hardware.gpus import assign_gpus
+
+        return assign_gpus(self.resolve(workers), self._gpus(), self.gpus_per_trial,
+                           self.share_gpus)
+
+    def check(self, workers: Workers) -> None:
+        self.assign(workers)
+
+    def describe(self, workers: Workers) -> str:
+        from staytuned.hardware.gpus import describe_gpus
+
+        return describe_gpus(self.assign(workers))
+
+    def run(self, spec: RunSpec, *, workers: Workers = None,
             verbose: bool = False) -> ExecutorReport:
-        self.check(workers)
-        ran = sum(run_processes(worker_loop, spec, workers or 1, verbose=verbose))
+        gpus = self.assign(workers)
+        if gpus == [",".join(self._gpus())]:
+            gpus = [None]  # one worker that may use every GPU this process sees: run it here
+        ran = sum(run_processes(worker_loop, spec, len(gpus), verbose=verbose, gpus=gpus))
         return ExecutorReport(trials_run=ran, total=total_of(spec))

@@ -38,6 +38,7 @@ from staytuned.search.executors.base import ExecutorReport, check_workers, total
 if TYPE_CHECKING:  # only for annotations: importing search.study pulls in Optuna
     from typing_extensions import TypeIs
 
+    from staytuned.hardware.gpus import Workers
     from staytuned.search.study import Counts, GridSpec, StudySpec
 
     AnySpec = StudySpec | GridSpec
@@ -124,24 +125,31 @@ class RayExecutor:
 
     address: str | None = None
     cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
+    gpus_per_trial: float | None = None  # None: 1 on a cluster with GPUs, else 0
     runtime_env: Mapping[str, Any] | None = None
     local_cpus: int | None = None
     name: str = "ray"
 
-    def check(self, workers: int | None) -> None:
+    def resolve(self, workers: Workers) -> int | None:
+        """"auto" (and None): as many as the cluster holds, counted when it runs."""
         check_workers(workers)
+        return None if workers == "auto" else workers
+
+    def check(self, workers: Workers) -> None:
+        self.resolve(workers)
         check_resources(self.cpus_per_trial, self.gpus_per_trial)
 
-    def describe(self, workers: int | None) -> str:
-        gpu = f" + {self.gpus_per_trial:g} GPU" if self.gpus_per_trial else ""
-        return (f"{workers or 'as many'} Ray worker(s) on {self.address or 'a local Ray'}, "
-                f"{self.cpus_per_trial:g} CPU{gpu} per trial")
+    def describe(self, workers: Workers) -> str:
+        gpus = self.gpus_per_trial
+        gpu = (" (+ 1 GPU where the cluster has GPUs)" if gpus is None
+               else f" + {gpus:g} GPU" if gpus else "")
+        return (f"{self.resolve(workers) or 'as many'} Ray worker(s) on "
+                f"{self.address or 'a local Ray'}, {self.cpus_per_trial:g} CPU{gpu} per trial")
 
-    def run(self, spec: AnySpec, *, workers: int | None = None,
+    def run(self, spec: AnySpec, *, workers: Workers = None,
             on_progress: Callable[[Progress], None] | None = None) -> ExecutorReport:
         self.check(workers)
-        summary = run_study_on_ray(spec, address=self.address, n_workers=workers,
+        summary = run_study_on_ray(spec, address=self.address, n_workers=self.resolve(workers),
                                    cpus_per_trial=self.cpus_per_trial,
                                    gpus_per_trial=self.gpus_per_trial,
                                    runtime_env=self.runtime_env, local_cpus=self.local_cpus,
@@ -156,7 +164,7 @@ def run_study_on_ray(
     address: str | None = None,
     n_workers: int | None = None,
     cpus_per_trial: float = 1.0,
-    gpus_per_trial: float = 0.0,
+    gpus_per_trial: float | None = None,
     runtime_env: Mapping[str, Any] | None = None,
     local_cpus: int | None = None,
     max_task_retries: int = 3,
@@ -171,7 +179,8 @@ def run_study_on_ray(
     ``"auto"`` joins the cluster this machine belongs to (``ray start`` ran here); ``host:port``
     joins that head. When Ray is already initialized in this process, that connection is used
     and left open. ``n_workers``: trials in parallel (default: as many as the cluster's nodes
-    fit with ``cpus_per_trial``/``gpus_per_trial``). Each worker is a Ray task holding those
+    fit with ``cpus_per_trial``/``gpus_per_trial``; ``gpus_per_trial`` None: 1 when the cluster
+    has GPUs, else 0). Each worker is a Ray task holding those
     resources and running trials one after the other until the study is done; Ray restarts it
     up to ``max_task_retries`` times when its process or node dies. ``runtime_env`` goes to the
     worker tasks (e.g. ``{"env_vars": {...}}``, ``{"pip": [...]}``).
@@ -189,6 +198,8 @@ def run_study_on_ray(
     try:
         cluster = _cluster_info(ray)
         _check_storage_reachable(spec.storage, cluster)
+        gpus_per_trial = default_gpus(gpus_per_trial, cluster)
+        check_resources(cpus_per_trial, gpus_per_trial)
         slots = _slots(cluster, cpus_per_trial, gpus_per_trial)
         workers = n_workers or slots
         studies = _prepare(spec)  # fail fast on a bad storage/space before any task starts
@@ -452,19 +463,25 @@ def _cluster_info(ray: Any) -> dict[str, Any]:
     }
 
 
-def check_resources(cpus: float, gpus: float, n_workers: int | None = None) -> None:
-    """Per-trial resources Ray accepts (no Ray needed: the CLI calls it before anything starts)."""
-    for name, value, minimum in (("cpus_per_trial", cpus, 0.0), ("gpus_per_trial", gpus, 0.0)):
-        if not isinstance(value, int | float) or not math.isfinite(value) or value < minimum:
-            raise InputError("must be a number >= 0", field=name, value=value)
-        if value > 1 and value != int(value):
-            # Ray's rule: fractions only below one resource unit (0.25 GPU yes, 1.5 GPU no).
-            raise InputError("a fraction is only allowed below 1", field=name, value=value,
-                             expected="e.g. 0.25, 0.5, 1, 2")
-    if cpus == 0 and gpus == 0:
+def default_gpus(gpus: float | None, cluster: Mapping[str, Any]) -> float:
+    """GPUs per trial: as given, else 1 on a cluster with GPUs (one trial per GPU) and 0 without."""
+    if gpus is not None:
+        return gpus
+    return 1.0 if cluster["gpus"] > 0 else 0.0
+
+
+def check_resources(cpus: float, gpus: float | None, n_workers: int | None = None) -> None:
+    """Per-trial resources Ray accepts (no Ray needed: the CLI calls it before anything starts);
+    ``gpus`` None: chosen from the cluster later (:func:`default_gpus`)."""
+    from staytuned.hardware.gpus import check_per_trial
+
+    check_per_trial(cpus, "cpus_per_trial")
+    if gpus is not None:
+        check_per_trial(gpus, "gpus_per_trial")
+    if cpus == 0 and not gpus:  # None (the cluster decides) may be 0: set it with no CPU
         raise InputError("a trial needs some CPU or GPU", field="cpus_per_trial", value=cpus,
                          expected="> 0 (or set gpus_per_trial)")
-    check_workers(n_workers, "n_workers")
+    check_workers(n_workers, "n_workers", auto=False)
 
 
 def _slots(cluster: Mapping[str, Any], cpus: float, gpus: float) -> int:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from staytuned.results import ScoreMatrix
     from staytuned.search.space import SearchSpace
     from staytuned.search.strategies.adaptive import AdaptiveSettings
+    from staytuned.search.strategies.planning import DistinctSampler
 
 # What a strategy needs from past results: nothing, a CBS ranking (a results table or the shipped
 # recommendations), or per-dataset scores (a results table).
@@ -71,6 +72,15 @@ class Strategy:
         """The Optuna sampler. ``storage_url`` lets samplers that plan whole configs take the
         storage's lock, so concurrent workers plan one at a time."""
         raise NotImplementedError
+
+    def guarded(self, inner: BaseSampler, storage_url: str | None, *,
+                grid_only: bool = False) -> DistinctSampler:
+        """``inner`` behind the guard that never hands a trial a running or already tried config
+        of this strategy's space (:class:`~staytuned.search.strategies.planning.DistinctSampler`)."""
+        from staytuned.search.strategies.planning import DistinctSampler
+
+        return DistinctSampler(inner, self.space, context=self.context, seed=self.seed,
+                               lock_url=storage_url, grid_only=grid_only)
 
     def initial_queue(self, *, kind: str = "tune") -> list[dict[str, Any]]:
         """Configs (searched params only) enqueued, in order, before the sampler samples

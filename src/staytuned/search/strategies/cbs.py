@@ -9,37 +9,24 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from staytuned.errors import InputError
-from staytuned.search.strategies.base import (
-    OfflineSource,
-    Strategy,
-    close,
-    strategy_class,
-)
+from staytuned.search.strategies.base import OfflineSource, close, strategy_class
+from staytuned.search.strategies.random import Random
 from staytuned.search.strategies.tpe import tpe_sampler
 
 if TYPE_CHECKING:
-    from optuna.samplers import BaseSampler
-
     from staytuned.results import ColumnSpec
     from staytuned.search.space import SearchSpace
+    from staytuned.search.strategies.planning import DistinctSampler
 
 
-class CBS(Strategy):
-    """The CBS-ranked configs in order (``study.enqueue_trial``); RandomSampler once the ranking
-    is used up."""
+class CBS(Random):
+    """The CBS-ranked configs in order (``study.enqueue_trial``); then, once the ranking is used
+    up, as ``random`` (its sampler)."""
 
     name = "cbs"
     needs = "ranking"
     distinct = ("the ranked configs are enqueued once under the storage lock and each is claimed "
                 "atomically by one trial; past the ranking, as random")
-
-    def sampler(self, *, storage_url: str | None = None) -> BaseSampler:
-        import optuna
-
-        from staytuned.search.strategies.planning import DistinctSampler
-
-        return DistinctSampler(optuna.samplers.RandomSampler(seed=self.seed), self.space,
-                               context=self.context, seed=self.seed, lock_url=storage_url)
 
     def initial_queue(self, *, kind: str = "tune") -> list[dict[str, Any]]:
         return cbs_queue(self._offline(), self.space, self.context, self.ranked_first)
@@ -56,11 +43,8 @@ class CBSThenTPE(CBS):
     distinct = ("the ranked configs are enqueued once under the storage lock and each is claimed "
                 "atomically by one trial; then as tpe")
 
-    def sampler(self, *, storage_url: str | None = None) -> BaseSampler:
-        from staytuned.search.strategies.planning import DistinctSampler
-
-        return DistinctSampler(tpe_sampler(self.seed, self.cbs_k), self.space,
-                               context=self.context, seed=self.seed, lock_url=storage_url)
+    def sampler(self, *, storage_url: str | None = None) -> DistinctSampler:
+        return self.guarded(tpe_sampler(self.seed, self.cbs_k), storage_url)
 
     @property
     def ranked_first(self) -> int:
@@ -100,6 +84,7 @@ def offline_from_table(path: str, *, model: str | None = None, method: str | Non
                        exclude_dataset: str | None = None, tol: float = 0.01) -> OfflineSource:
     """Rank a results table with CBS (the slice of this model/method/train size when it has one)."""
     from staytuned import cbs
+    from staytuned.cbs.recommendations import STAND_INS
     from staytuned.results import load_results, nearest_size
 
     table = load_results(path, columns)
@@ -111,6 +96,8 @@ def offline_from_table(path: str, *, model: str | None = None, method: str | Non
         elif len(vals) > 1 and want is not None:
             if any(str(v) == str(want) for v in vals):
                 kw[axis] = want
+            elif axis == "method" and any(str(v) == STAND_INS.get(str(want)) for v in vals):
+                kw[axis] = STAND_INS[str(want)]  # qlora without a grid of its own: LoRA's ranks configs
             else:  # another model's grid still ranks configs; prefer our method though
                 kw[axis] = vals[0] if axis != "method" else want
     if kw:

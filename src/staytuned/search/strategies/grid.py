@@ -33,14 +33,11 @@ class Grid(Strategy):
     def sampler(self, *, storage_url: str | None = None) -> BaseSampler:
         import optuna
 
-        from staytuned.search.strategies.planning import DistinctSampler
-
         if self.cartesian:
             ctx = self.cell_context()
             grid = {p.name: p.grid_values() for p in self.space.params if p.active(ctx)}
-            return DistinctSampler(optuna.samplers.GridSampler(grid, seed=self.seed), self.space,
-                                   context=self.context, seed=self.seed, lock_url=storage_url,
-                                   grid_only=True)
+            return self.guarded(optuna.samplers.GridSampler(grid, seed=self.seed), storage_url,
+                                grid_only=True)
         return optuna.samplers.RandomSampler(seed=self.seed)  # unused: the points are enqueued
 
     def initial_queue(self, *, kind: str = "tune") -> list[dict[str, Any]]:

@@ -18,7 +18,4 @@ class Random(Strategy):
     def sampler(self, *, storage_url: str | None = None) -> DistinctSampler:
         import optuna
 
-        from staytuned.search.strategies.planning import DistinctSampler
-
-        return DistinctSampler(optuna.samplers.RandomSampler(seed=self.seed), self.space,
-                               context=self.context, seed=self.seed, lock_url=storage_url)
+        return self.guarded(optuna.samplers.RandomSampler(seed=self.seed), storage_url)

@@ -29,7 +29,4 @@ class TPE(Strategy):
                 "swapped for an untried one")
 
     def sampler(self, *, storage_url: str | None = None) -> DistinctSampler:
-        from staytuned.search.strategies.planning import DistinctSampler
-
-        return DistinctSampler(tpe_sampler(self.seed, startup_trials(self.n_trials)), self.space,
-                               context=self.context, seed=self.seed, lock_url=storage_url)
+        return self.guarded(tpe_sampler(self.seed, startup_trials(self.n_trials)), storage_url)
