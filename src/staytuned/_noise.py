@@ -4,11 +4,12 @@ transformers, torch, peft, Optuna ... announce API changes with ``FutureWarning`
 ``DeprecationWarning`` addressed to *their* callers' code; a user of staytuned can do nothing
 about them, and a study repeats them once per trial. Warnings attributed to staytuned's own
 modules, and every other category (a slow precision, a tokenizer without a pad token), still
-show. Called by the CLI commands and in every worker process they start.
+show; so do other libraries' log errors. Called by the CLI commands and in every worker process they start.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 
@@ -30,6 +31,9 @@ def quiet_third_party_warnings(verbose: bool = False) -> None:
     in a worker process of a command run with --verbose)."""
     if verbose or os.environ.get(VERBOSE_ENV) == "1":
         return
+    # bitsandbytes logs at import, on CPUs with AVX512-BF16, that an optional kernel from the Hub
+    # is not installed: nothing to act on (its errors still show).
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     for category in _DEPRECATIONS:
         warnings.filterwarnings("ignore", category=category)
     for category in _DEPRECATIONS:  # inserted in front: staytuned's own stay visible

@@ -15,6 +15,7 @@ SYNTH = "staytuned.search.synthetic:synthetic_trial"
 # A trial function that warns like transformers does once per trial (the warning is attributed
 # to a transformers module, as Python attributes a library's own warnings.warn).
 NOISY = '''
+import logging
 import warnings
 
 from staytuned.search.synthetic import synthetic_trial
@@ -24,6 +25,8 @@ def trial(**kw):
     warnings.warn_explicit("`past_key_values` is deprecated (fake)", FutureWarning,
                            filename="/site-packages/transformers/modeling_utils.py", lineno=1,
                            module="transformers.modeling_utils")
+    # bitsandbytes logs this at import on CPUs with AVX512-BF16
+    logging.getLogger("bitsandbytes.backends.cpu.ops").warning("Failed to load CPU gemm_4bit_forward (fake)")
     return synthetic_trial(**kw)
 '''
 
@@ -46,9 +49,11 @@ def test_third_party_deprecations_are_filtered_unless_verbose(tmp_path, workers)
     quiet = _staytuned(args, tmp_path, PYTHONPATH=str(tmp_path))
     assert quiet.returncode == 0, quiet.stderr
     assert "past_key_values" not in quiet.stderr + quiet.stdout
+    assert "gemm_4bit_forward" not in quiet.stderr + quiet.stdout
     loud = _staytuned([*args, "--trials", "3", "--verbose"], tmp_path, PYTHONPATH=str(tmp_path))
     assert loud.returncode == 0, loud.stderr
     assert "FutureWarning: `past_key_values` is deprecated (fake)" in loud.stderr
+    assert "Failed to load CPU gemm_4bit_forward (fake)" in loud.stderr
 
 
 @pytest.mark.slow

@@ -16,6 +16,24 @@ def _one_torch_thread() -> None:
     torch.set_num_threads(1)
 
 
+@pytest.fixture
+def forward_inputs(monkeypatch):
+    """``spy(model)`` records the ``input_ids`` shape of each of the model's forward calls; returns the list."""
+
+    def spy(model) -> list[tuple[int, int]]:
+        shapes: list[tuple[int, int]] = []
+        real = model.forward
+
+        def recording(*args, **kwargs):
+            shapes.append(tuple(kwargs["input_ids"].shape))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(model, "forward", recording)
+        return shapes
+
+    return spy
+
+
 @pytest.fixture(scope="module")
 def cache():
     from staytuned.finetune.trial import ModelCache

@@ -65,22 +65,15 @@ def test_summarization_metrics() -> None:
 
 
 @pytest.mark.parametrize("ref", ["tiny-llama", "tiny-mistral"])
-def test_shared_prompt_prefix_is_computed_once_and_scores_stay_exact(ref: str, monkeypatch) -> None:
-
+def test_shared_prompt_prefix_is_computed_once_and_scores_stay_exact(ref: str, monkeypatch, forward_inputs) -> None:
     model, tok = load_model(ref, device="cpu")
     head = "Labels: no, yes, maybe not. Text: "
     prompts = [tok(head + t, add_special_tokens=False)["input_ids"] for t in ["abc", "a longer text here", "zz"]]
     assert shared_prefix_len(prompts) == len(head)
-    calls: list[int] = []
-    real = model.forward
-
-    def counting(*args, **kwargs):
-        calls.append(kwargs["input_ids"].shape[1])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(model, "forward", counting)
+    shapes = forward_inputs(model)
     labels = ["no", "yes", "maybe not"]
     scores = label_logliks(model, tok, prompts, labels, suffix="</s>", device="cpu")
+    calls = [width for _, width in shapes]
     assert calls[0] == len(head) and max(calls[1:]) < 20  # tails and labels only after the prefix
     monkeypatch.undo()
     for i, p in enumerate(prompts):

@@ -117,7 +117,8 @@ def test_shared_prefix_gives_the_loss_and_gradients_of_full_rows(ref: str) -> No
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_training_runs_the_shared_prefix_once_per_micro_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_training_runs_the_shared_prefix_once_per_micro_batch(monkeypatch: pytest.MonkeyPatch,
+                                                              forward_inputs) -> None:
     model, tok = load_model("tiny-llama", device="cpu")
     for p in model.parameters():
         p.requires_grad_(True)
@@ -126,18 +127,11 @@ def test_training_runs_the_shared_prefix_once_per_micro_batch(monkeypatch: pytes
     examples = encode_pairs(pairs, tok, 64, suffix="</s>")
     n_prefix = shared_prefix_len([e.input_ids[:e.n_prompt] for e in examples])
     assert n_prefix >= trainer.MIN_SHARED_PREFIX
-    widths: list[int] = []
-    real = model.forward
-
-    def counting(*args, **kwargs):
-        widths.append(kwargs["input_ids"].shape[0])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(model, "forward", counting)
+    shapes = forward_inputs(model)
     cfg = TrainConfig(method="full", learning_rate=3e-3, batch_size=8, epochs=2, lr_scheduler="constant")
     stats = train(model, examples, cfg, pad_id=tok.pad_token_id, device="cpu", micro_batch_size=4)
     assert stats.shared_prefix_tokens == n_prefix
-    assert widths == [1, 4] * 8  # per micro-batch: the prefix (one row), then its 4 rows
+    assert [rows for rows, _ in shapes] == [1, 4] * 8  # per micro-batch: the prefix (one row), then its 4 rows
     # the same run without sharing follows the same loss curve
     model2, _ = load_model("tiny-llama", device="cpu")
     for p in model2.parameters():
