@@ -12,7 +12,7 @@ import typer
 
 from staytuned.cli._common import check_output
 from staytuned.errors import StaytunedError
-from staytuned.hparams.schema import CHECKPOINTING, EXECUTION
+from staytuned.hparams.schema import CHECKPOINTING, EXECUTION, check_execution
 
 
 def _json_path(value: str | None) -> str | None:
@@ -39,10 +39,11 @@ MicroBatchOpt = typer.Option(None, "--micro-batch-size", help=_EXEC_HELP["micro_
 
 
 def _checkpointing(value: str) -> str:
-    """--gradient-checkpointing: refused (exit 2) before the command runs unless auto, on or off."""
-    if value not in CHECKPOINTING:
-        raise typer.BadParameter(f"{value!r} is not one of {', '.join(CHECKPOINTING)}")
-    return value
+    """--gradient-checkpointing: refused (exit 2) before the command runs unless the schema allows it."""
+    try:
+        return str(check_execution({"gradient_checkpointing": value})["gradient_checkpointing"])
+    except StaytunedError:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(CHECKPOINTING)}") from None
 
 
 CheckpointingOpt = typer.Option("auto", "--gradient-checkpointing", callback=_checkpointing,

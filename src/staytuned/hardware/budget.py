@@ -44,7 +44,7 @@ from staytuned.hardware.planner import (
     parse_size,
 )
 from staytuned.hardware.threads import CGROUP_ROOT, PROC_SELF_CGROUP, _cgroup_dirs, _read, _self_cgroups
-from staytuned.hparams.schema import CHECKPOINTING
+from staytuned.hparams.schema import check_execution
 
 # ---------------------------------------------------------------- what is available
 
@@ -115,10 +115,7 @@ def memory_budget_of(device: str, budget: int | float | str | None = None) -> in
 
 def check_checkpointing(value: Any) -> str:
     """``value`` if it is auto, on or off; else InputError (it would fail every trial)."""
-    if value not in CHECKPOINTING:
-        raise InputError("unknown gradient_checkpointing", field="gradient_checkpointing", value=value,
-                         expected="one of " + ", ".join(CHECKPOINTING))
-    return str(value)
+    return str(check_execution({"gradient_checkpointing": value})["gradient_checkpointing"])
 
 
 class DoesNotFit(RuntimeError):
