@@ -7,7 +7,7 @@ adapters over an NF4 base, double quantization) when bitsandbytes imports, and f
 every case is first planned (``hardware.planner.choose``: micro-batch up to ``--micro-batch``,
 checkpointing only when needed) and skipped when the planner says it does not fit.
 
-Each case trains with staytuned's own trainer (``finetune.trainer.train``: autocast, AdamW,
+Each case trains with staytuned's own trainer (``finetune.loop.train``: autocast, AdamW,
 gradient clipping, the loss on the last ``--target`` tokens) on random token sequences of exactly
 ``--seq`` tokens: ``--warmup`` steps (compilation, allocator and cuBLAS warm-up; not timed), then
 ``--steps`` timed steps. Reported: tokens/s; model FLOPs per token (6N for full fine-tuning, 4N +
@@ -173,7 +173,7 @@ def plan_case(arch: Any, method: str, args: argparse.Namespace, precision: str, 
 
 
 def examples(n: int, seq: int, target: int, vocab: int, seed: int) -> list[Any]:
-    from staytuned.finetune.trainer import Example
+    from staytuned.finetune.loop import Example
 
     rng = random.Random(seed)
     return [Example(input_ids=[rng.randrange(3, vocab) for _ in range(seq)], n_prompt=seq - target)
@@ -183,9 +183,9 @@ def examples(n: int, seq: int, target: int, vocab: int, seed: int) -> list[Any]:
 def run_case(name: str, method: str, args: argparse.Namespace, ctx: dict[str, Any]) -> dict[str, Any]:
     import torch
 
+    from staytuned.finetune.loop import OutOfMemory, train
     from staytuned.finetune.memory import PeakMemory
-    from staytuned.finetune.trainer import OutOfMemory, train
-    from staytuned.finetune.trial import _wrap_lora, enable_checkpointing
+    from staytuned.finetune.trainers.native import enable_checkpointing, wrap_lora
     from staytuned.hparams.train import TrainConfig
 
     device, choice = ctx["device"], ctx["precision"]
@@ -211,7 +211,7 @@ def run_case(name: str, method: str, args: argparse.Namespace, ctx: dict[str, An
                                     "lr_scheduler": "constant", **({} if method == "full" else LORA)})
     if method != "full":
         torch.manual_seed(0)
-        model = _wrap_lora(model, config)
+        model = wrap_lora(model, config)
     if ckpt:
         enable_checkpointing(model)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

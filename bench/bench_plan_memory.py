@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 CASES = ["full:128", "lora:128", "full:512", "lora:512", "qlora:128", "qlora:512"]
 TRAIN_ROWS, BATCH = 24, 8
-CPU_TOKEN_BUDGET = 2048  # staytuned.finetune.trainer.CPU_TOKEN_BUDGET, checked in the child
+CPU_TOKEN_BUDGET = 2048  # staytuned.finetune.loop.CPU_TOKEN_BUDGET, checked in the child
 
 CHILD = r"""
 import json, sys, warnings
@@ -44,7 +44,7 @@ checkpointing = sys.argv[6]
 import torch
 torch.set_num_threads(1)
 import staytuned.finetune.memory as memory
-from staytuned.finetune.trainer import CPU_TOKEN_BUDGET, encode_pairs
+from staytuned.finetune.loop import CPU_TOKEN_BUDGET, encode_pairs
 from staytuned.finetune.trial import ModelCache, run_trial
 from staytuned.models import LoadedModel, _gguf_cache, smollm2_gguf_path
 from staytuned.tasks.sources import load_task

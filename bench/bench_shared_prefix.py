@@ -31,7 +31,7 @@ def main() -> None:
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from staytuned.finetune.trainer import encode_pairs, shared_prefix_len, target_loss_sum
+    from staytuned.finetune.loop import encode_pairs, shared_prefix_len, target_loss_sum
     from staytuned.hardware.doctor import diagnose
     from staytuned.models import load_model
     from staytuned.tasks import load_task

@@ -82,8 +82,8 @@ def plain_loop(model, examples, pad_id: int, batch_size: int, epochs: float, lr:
 def run_plain(cache, task, method: str, size: int, cfg) -> dict:
     import torch
 
-    from staytuned.finetune.trainer import encode_pairs
-    from staytuned.finetune.trial import _wrap_lora
+    from staytuned.finetune.loop import encode_pairs
+    from staytuned.finetune.trainers.native import wrap_lora
     from staytuned.tasks import build_chat_example, completion_suffix
 
     loaded = cache.get("smollm2-135m")
@@ -94,7 +94,7 @@ def run_plain(cache, task, method: str, size: int, cfg) -> dict:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         if method == "lora":
-            model = _wrap_lora(loaded.model, cfg)
+            model = wrap_lora(loaded.model, cfg)
         else:
             model = copy.deepcopy(loaded.model)
             for p in model.parameters():

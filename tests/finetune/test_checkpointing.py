@@ -16,7 +16,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 # These imports follow the importorskip call on purpose (E402).
-from staytuned.finetune.trial import ModelCache, checkpointing_state, run_trial  # noqa: E402
+from staytuned.finetune.trainers.native import checkpointing_state  # noqa: E402
+from staytuned.finetune.trial import ModelCache, run_trial  # noqa: E402
 from staytuned.models import with_sdpa  # noqa: E402
 from staytuned.tasks import Task  # noqa: E402
 

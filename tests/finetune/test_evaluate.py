@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from staytuned.finetune.evaluate import evaluate, label_logliks  # noqa: E402
-from staytuned.finetune.trainer import shared_prefix_len  # noqa: E402
+from staytuned.finetune.loop import shared_prefix_len  # noqa: E402
 from staytuned.models import load_model  # noqa: E402
 from staytuned.tasks import load_task  # noqa: E402
 

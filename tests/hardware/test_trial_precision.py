@@ -92,7 +92,7 @@ def test_a_bad_precision_is_bad_input(cache: ModelCache) -> None:
 
 def test_fp16_scales_the_loss(monkeypatch: pytest.MonkeyPatch) -> None:
     # The T4/V100 branch, run on the CPU: fp16 autocast with a GradScaler over fp32 weights.
-    from staytuned.finetune import trainer
+    from staytuned.finetune import loop
     from staytuned.hparams.train import TrainConfig
     from staytuned.models import load_model
 
@@ -108,11 +108,11 @@ def test_fp16_scales_the_loss(monkeypatch: pytest.MonkeyPatch) -> None:
     model, tok = load_model("tiny-llama", device="cpu")
     for p in model.parameters():
         p.requires_grad_(True)
-    examples = trainer.encode_pairs([(f"say {i}", "yes" if i % 2 else "no") for i in range(8)], tok, 64)
+    examples = loop.encode_pairs([(f"say {i}", "yes" if i % 2 else "no") for i in range(8)], tok, 64)
     fp16 = PrecisionChoice(requested="fp16", device="cpu", dtype="fp16", autocast=True, grad_scaler=True,
                            reason="test")
     before = [p.detach().clone() for p in model.parameters()]
-    stats = trainer.train(model, examples, TrainConfig(method="full", batch_size=4, epochs=1),
+    stats = loop.train(model, examples, TrainConfig(method="full", batch_size=4, epochs=1),
                           pad_id=tok.pad_token_id, device="cpu", precision=fp16)
     assert stats.steps == 2 and all(math.isfinite(v) for _, v in stats.loss_curve)
     assert len(scaled) == 2 and scaled[0] == 65536.0  # one scaled backward per micro-batch

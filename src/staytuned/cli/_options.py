@@ -12,7 +12,7 @@ import typer
 
 from staytuned.cli._common import check_output
 from staytuned.errors import StaytunedError
-from staytuned.hparams.schema import CHECKPOINTING, EXECUTION, check_execution
+from staytuned.hparams.schema import CHECKPOINTING, EXECUTION, TRAINERS, check_execution
 
 
 def _json_path(value: str | None) -> str | None:
@@ -48,6 +48,16 @@ def _checkpointing(value: str) -> str:
 
 CheckpointingOpt = typer.Option("auto", "--gradient-checkpointing", callback=_checkpointing,
                                 help=_EXEC_HELP["gradient_checkpointing"])
+
+
+def _trainer(value: str) -> str:
+    """--trainer: refused (exit 2) before the command runs unless it names a trainer."""
+    if value not in TRAINERS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(TRAINERS)}")
+    return value
+
+
+TrainerOpt = typer.Option("native", "--trainer", callback=_trainer, help=_EXEC_HELP["trainer"])
 
 
 class OptionGroup:

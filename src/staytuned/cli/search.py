@@ -22,6 +22,7 @@ from staytuned.cli._options import (
     PrecisionOpt,
     QuietOpt,
     ThreadsOpt,
+    TrainerOpt,
     VerboseOpt,
     grouped,
 )
@@ -42,7 +43,7 @@ _EXECUTOR_FLAGS = {"workers": "--workers", "n_workers": "--workers", "backend": 
                    "share_gpus": "--share-gpus",
                    "precision": "--precision", "device": "--device", "threads": "--threads",
                    "micro_batch_size": "--micro-batch-size",
-                   "gradient_checkpointing": "--gradient-checkpointing"}
+                   "gradient_checkpointing": "--gradient-checkpointing", "trainer": "--trainer"}
 TUNE_FLAGS = {**_EXECUTOR_FLAGS, "n_trials": "--trials", "method": "--method", "model": "--model",
               "strategy": "--strategy", "pruner": "--pruner", "cbs_table": "--cbs-table",
               "offline": "--cbs-table", "cbs_k": "--cbs-k", "study": "--study",
@@ -131,6 +132,7 @@ class RunOptions(OptionGroup):
     threads: int | None = ThreadsOpt
     micro_batch_size: int | None = MicroBatchOpt
     gradient_checkpointing: str = CheckpointingOpt
+    trainer: str = TrainerOpt
     json_path: str | None = JsonOpt
     quiet: bool = QuietOpt
     verbose: bool = VerboseOpt
@@ -139,7 +141,7 @@ class RunOptions(OptionGroup):
         from staytuned.hparams.execution import ExecutionSettings
 
         return ExecutionSettings(self.precision, self.micro_batch_size, self.device, self.threads,
-                                 self.gradient_checkpointing)
+                                 self.gradient_checkpointing, self.trainer)
 
     def start(self) -> tuple[Executor, int | None, str]:
         """Logs quieted; the executor of --backend and its options, checked; the number of

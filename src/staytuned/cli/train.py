@@ -15,7 +15,7 @@ from rich.table import Table
 from staytuned._util.mapping import read_mapping
 from staytuned._util.parse import parse_assignments
 from staytuned.cli._common import EXIT_FAILED, check_output, cli_errors, err, out, write_json
-from staytuned.cli._options import CheckpointingOpt, JsonOpt, QuietOpt, VerboseOpt
+from staytuned.cli._options import CheckpointingOpt, JsonOpt, QuietOpt, TrainerOpt, VerboseOpt
 from staytuned.cli._progress import step_progress
 from staytuned.errors import InputError
 from staytuned.hparams.schema import EXECUTION, TRAIN
@@ -104,6 +104,7 @@ def register(app: typer.Typer) -> None:
         device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)."),
         threads: int | None = typer.Option(None, "--threads", help=_EXEC_HELP["threads"] + " OMP_NUM_THREADS counts as a request."),
         checkpointing: str = CheckpointingOpt,
+        trainer: str = TrainerOpt,
         json_path: str | None = JsonOpt,
         quiet: bool = QuietOpt,
         verbose: bool = VerboseOpt,
@@ -142,7 +143,7 @@ def register(app: typer.Typer) -> None:
                                  expected="loglik | generate")
             result = _run(model, task, config, n_train, n_eval, eval_split, data_seed, eval_test,
                           label_scoring, eval_only, save_dir, device, threads, precision, quiet, verbose,
-                          checkpointing=checkpointing)
+                          checkpointing=checkpointing, trainer=trainer)
         if not quiet and json_path != "-":
             _print_result(result, verbose)
         if result.error and (result.status == "failed" or not quiet):
@@ -156,11 +157,12 @@ def register(app: typer.Typer) -> None:
 def _run(model: str, task: str, config: Any, n_train: int | None, n_eval: int | None, eval_split: str,
          data_seed: int, eval_test: bool, label_scoring: str, eval_only: bool, save_dir: Path | None,
          device: str | None, threads: int | None, precision: str, quiet: bool, verbose: bool, *,
-         checkpointing: str = "auto") -> Any:
+         checkpointing: str = "auto", trainer: str = "native", trainer_options: dict[str, Any] | None = None) -> Any:
     import torch
     import transformers
 
-    from staytuned.finetune.trial import ModelCache, nf4_compute_dtype, run_trial
+    from staytuned.finetune.trainers.native import nf4_compute_dtype
+    from staytuned.finetune.trial import ModelCache, run_trial
     from staytuned.hardware.threads import threads_per_worker
     from staytuned.tasks import load_task
 
@@ -178,9 +180,10 @@ def _run(model: str, task: str, config: Any, n_train: int | None, n_eval: int | 
     quiet_third_party_warnings(verbose)  # before catch_warnings below: it records what passes
     task_obj = load_task(task)
     cache = ModelCache(device=device, max_models=1)
-    if not quiet:
-        err.print(f"loading model {model} ...", highlight=False)
-    cache.get(model, nf4_compute_dtype=nf4_compute_dtype(config, precision, device))  # the base run_trial uses
+    if trainer != "command":  # a training command loads its own model
+        if not quiet:
+            err.print(f"loading model {model} ...", highlight=False)
+        cache.get(model, nf4_compute_dtype=nf4_compute_dtype(config, precision, device))  # the base run_trial uses
     phases = {"train": "training (steps)", "eval": "evaluating (rows)"}
     with step_progress(err, quiet=quiet, transient=False) as bar, \
             warnings.catch_warnings(record=True) as caught:
@@ -188,6 +191,7 @@ def _run(model: str, task: str, config: Any, n_train: int | None, n_eval: int | 
                            eval_split=eval_split, seed=data_seed, save_dir=save_dir, model_cache=cache,
                            eval_only=eval_only, eval_test=eval_test, label_scoring=label_scoring,
                            precision=precision, gradient_checkpointing=checkpointing,
+                           trainer=trainer, trainer_options=trainer_options,
                            progress=lambda phase, done, total: bar.update(phases.get(phase, phase), done, total))
     _show_warnings(caught)
     return result

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from staytuned.finetune.trainer import (
+from staytuned.finetune.loop import (
     MIN_SHARED_PREFIX,
     can_share_prefix,
     cut_middle,
@@ -225,7 +225,7 @@ def _right_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[Any, Any, in
 
 
 def _keep(model: Any, n: int) -> dict[str, int]:
-    from staytuned.finetune.trainer import supports_logits_to_keep
+    from staytuned.finetune.loop import supports_logits_to_keep
 
     return {"logits_to_keep": n} if supports_logits_to_keep(model) else {}
 

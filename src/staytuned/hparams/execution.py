@@ -11,19 +11,21 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from staytuned.hparams.schema import check_execution
+from staytuned.hparams.schema import check_execution, hparams
 
 
 @dataclass(frozen=True)
 class ExecutionSettings:
-    """Precision, micro-batch, device, threads and gradient checkpointing of a run; ``None`` (and
-    "auto") means "decide at run time"."""
+    """Precision, micro-batch, device, threads, gradient checkpointing and trainer of a run;
+    ``None`` (and "auto") means "decide at run time". A setting declared with ``trainers=`` in the
+    schema is an option of those trainers only (``trainer_options``)."""
 
     precision: str = "auto"
     micro_batch_size: int | None = None
     device: str | None = None
     threads: int | None = None
     gradient_checkpointing: str = "auto"
+    trainer: str = "native"
 
     def __post_init__(self) -> None:
         for name, value in check_execution(asdict(self)).items():
@@ -38,5 +40,15 @@ class ExecutionSettings:
         return asdict(self)
 
     def trial_kwargs(self) -> dict[str, Any]:
-        """The keywords ``run_trial`` takes (unset ones left out; threads are set per process)."""
-        return {k: v for k, v in asdict(self).items() if v is not None and k != "threads"}
+        """The keywords ``run_trial`` takes (unset ones left out; threads are set per process);
+        trainer-specific settings go into ``trainer_options``."""
+        declared = hparams("execution")
+        kwargs: dict[str, Any] = {}
+        options: dict[str, Any] = {}
+        for k, v in asdict(self).items():
+            if v is None or k == "threads":
+                continue
+            (options if declared[k].trainers is not None else kwargs)[k] = v
+        if options:
+            kwargs["trainer_options"] = options
+        return kwargs

@@ -30,6 +30,9 @@ SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "polynomia
 OPTIMIZERS = ("adamw", "sgd", "adafactor")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 CHECKPOINTING = ("auto", "on", "off")
+#: Who trains a trial (:mod:`staytuned.finetune.trainers`): staytuned's own loop, TRL's
+#: SFTTrainer, or the user's own training command.
+TRAINERS = ("native", "trl", "command")
 #: Default peak learning rate per method (``learning_rate: None`` means this).
 DEFAULT_LR: dict[str, float] = {"lora": 1e-4, "qlora": 1e-4, "full": 1e-5}
 
@@ -41,7 +44,8 @@ class HParam:
     ``low``/``high`` bound numbers (``low_open``/``high_open`` make a bound exclusive);
     ``choices`` lists the allowed values; ``methods`` are the training methods it applies to
     (LoRA-only names are ignored for full fine-tuning); ``nullable`` allows ``None`` (= default or
-    "decide at run time").
+    "decide at run time"). ``trainers`` names the trainers an execution setting is an option of
+    (passed to that trainer as ``trainer_options``); None: every trainer's setting.
     """
 
     name: str
@@ -58,6 +62,7 @@ class HParam:
     methods: tuple[Method, ...] = METHODS
     nullable: bool = False
     off: str = ""  # the value that switches a decoding filter or penalty off, e.g. "0 = greedy"
+    trainers: tuple[str, ...] | None = None
 
     @property
     def expected(self) -> str:
@@ -208,6 +213,9 @@ EXECUTION: tuple[HParam, ...] = (
            "auto (on only when the memory planner says the trial would not fit otherwise), on or off: "
            "recompute each layer's activations in the backward pass (less memory, about a third "
            "more compute).", kind="execution", choices=CHECKPOINTING),
+    HParam("trainer", str, "native",
+           "Who trains each trial: native (staytuned's lean loop), trl (TRL's SFTTrainer) or command "
+           "(your own training command).", kind="execution", choices=TRAINERS),
 )
 
 #: Names that say how a run executes, never what is trained.
@@ -267,6 +275,8 @@ def markdown_table(scope: Literal["train", "decode", "execution"]) -> str:
         default = ("1e-4 (lora, qlora), 1e-5 (full)" if p.name == "learning_rate"
                    else "—" if p.default is None else str(p.default))
         note = p.help + (" LoRA and QLoRA only." if p.methods == LORA_METHODS else "")
+        if p.trainers is not None:
+            note += " Trainer " + ", ".join(p.trainers) + " only."
         rows.append(f"| `{p.name}` | {p.type.__name__} | {default} | {note} |")
     return "\n".join(rows)
 

@@ -8,8 +8,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from staytuned.finetune import trainer  # noqa: E402
-from staytuned.finetune.trainer import (  # noqa: E402
+from staytuned.finetune import loop  # noqa: E402
+from staytuned.finetune.loop import (  # noqa: E402
     Example,
     cut_middle,
     encode_pairs,
@@ -126,7 +126,7 @@ def test_training_runs_the_shared_prefix_once_per_micro_batch(monkeypatch: pytes
               "yes" if i % 2 else "no") for i in range(16)]
     examples = encode_pairs(pairs, tok, 64, suffix="</s>")
     n_prefix = shared_prefix_len([e.input_ids[:e.n_prompt] for e in examples])
-    assert n_prefix >= trainer.MIN_SHARED_PREFIX
+    assert n_prefix >= loop.MIN_SHARED_PREFIX
     shapes = forward_inputs(model)
     cfg = TrainConfig(method="full", learning_rate=3e-3, batch_size=8, epochs=2, lr_scheduler="constant")
     stats = train(model, examples, cfg, pad_id=tok.pad_token_id, device="cpu", micro_batch_size=4)
@@ -136,7 +136,7 @@ def test_training_runs_the_shared_prefix_once_per_micro_batch(monkeypatch: pytes
     model2, _ = load_model("tiny-llama", device="cpu")
     for p in model2.parameters():
         p.requires_grad_(True)
-    monkeypatch.setattr(trainer, "MIN_SHARED_PREFIX", 10_000)
+    monkeypatch.setattr(loop, "MIN_SHARED_PREFIX", 10_000)
     plain = train(model2, examples, cfg, pad_id=tok.pad_token_id, device="cpu", micro_batch_size=4)
     assert plain.shared_prefix_tokens == 0
     for (_, a), (_, b) in zip(stats.loss_curve, plain.loss_curve, strict=True):
@@ -186,7 +186,7 @@ def test_out_of_memory_halves_the_micro_batch(monkeypatch: pytest.MonkeyPatch) -
     model, tok = load_model("tiny-llama", device="cpu")
     for p in model.parameters():
         p.requires_grad_(True)
-    real = trainer.target_loss_sum
+    real = loop.target_loss_sum
     sizes: list[int] = []
 
     def fake(model, batch, *args, **kwargs):
@@ -195,7 +195,7 @@ def test_out_of_memory_halves_the_micro_batch(monkeypatch: pytest.MonkeyPatch) -
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(model, batch, *args, **kwargs)
 
-    monkeypatch.setattr(trainer, "target_loss_sum", fake)
+    monkeypatch.setattr(loop, "target_loss_sum", fake)
     cfg = TrainConfig(method="full", batch_size=8, epochs=1)
     stats = train(model, _examples(tok), cfg, pad_id=tok.pad_token_id, device="cpu", micro_batch_size=8)
     assert sizes[:3] == [8, 4, 2] and stats.micro_batch_size == 2 and stats.grad_accumulation == 4
@@ -204,8 +204,8 @@ def test_out_of_memory_halves_the_micro_batch(monkeypatch: pytest.MonkeyPatch) -
     def always(*args, **kwargs):
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 GB")
 
-    monkeypatch.setattr(trainer, "target_loss_sum", always)
-    with pytest.raises(trainer.OutOfMemory, match="micro-batch of 1"):
+    monkeypatch.setattr(loop, "target_loss_sum", always)
+    with pytest.raises(loop.OutOfMemory, match="micro-batch of 1"):
         train(model, _examples(tok), cfg, pad_id=tok.pad_token_id, device="cpu", micro_batch_size=2)
 
 
@@ -213,8 +213,8 @@ def test_non_finite_loss_stops_at_once() -> None:
     model, tok = load_model("tiny-llama", device="cpu")
     for p in model.parameters():
         p.requires_grad_(True)
-    stats = trainer.TrainStats()
-    with pytest.raises(trainer.NonFiniteLoss) as info:
+    stats = loop.TrainStats()
+    with pytest.raises(loop.NonFiniteLoss) as info:
         train(model, _examples(tok), TrainConfig(method="full", learning_rate=1e30, batch_size=4, epochs=3),
               pad_id=tok.pad_token_id, device="cpu", stats=stats)
     assert info.value.step == len(stats.loss_curve) and info.value.step < 12
