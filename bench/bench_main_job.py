@@ -5,10 +5,15 @@ Runs the command exactly as the README's first line does (after bootstrap) in a 
 once per seed (``--seed`` picks the training and validation rows and seeds the sampler), with the
 untuned score's cache cleared so every run pays for it. Records wall time, peak RSS, the untuned
 and best accuracy, and the precision ``auto`` chose. ``--precision fp32`` emulates a CPU without
-native bf16 (where ``auto`` picks fp32) on one that has it. Writes bench/results/main_job.json
-(or --out). Run it on an idle machine: two trainings at once on 2 cores run many times slower.
+native bf16 (where ``auto`` picks fp32) on one that has it; ``--isa avx2`` goes further and makes
+torch, oneDNN and MKL use their AVX2 kernels only (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA,
+MKL_ENABLE_INSTRUCTIONS), so ``auto`` probes and picks as on an AVX2-only CPU. That is the
+instruction set of such a CPU on this one's cores, clock and caches, not a measurement of one.
+The GGUF conversion is done by the setup script and stays cached. Writes
+bench/results/main_job.json (or --out). Run it on an idle machine: two trainings at once on 2
+cores run many times slower.
 
-    .venv/bin/python bench/bench_main_job.py [--seeds 0,1,2] [--precision auto|fp32]
+    .venv/bin/python bench/bench_main_job.py [--seeds 0,1,2] [--precision auto|fp32] [--isa avx2]
 """
 
 from __future__ import annotations
@@ -46,7 +51,11 @@ def cpu_flags() -> list[str]:
     return []
 
 
-def run_once(seed: int, precision: str | None) -> dict[str, object]:
+#: --isa avx2: the kernels an AVX2-only CPU gets.
+AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+
+
+def run_once(seed: int, precision: str | None, isa: str | None = None) -> dict[str, object]:
     exe = REPO / ".venv" / "bin" / "staytuned"
     cache = Path(os.environ.get("STAYTUNED_CACHE", REPO / ".staytuned-cache"))
     shutil.rmtree(cache / "untuned", ignore_errors=True)  # every run scores the untuned model
@@ -56,7 +65,8 @@ def run_once(seed: int, precision: str | None) -> dict[str, object]:
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         start = time.perf_counter()
         proc = subprocess.run([str(exe), *ARGS, *extra, "-q", "--json", "out.json"], cwd=work,
-                              capture_output=True, text=True, env={**os.environ, "STAYTUNED_CACHE": str(cache)})
+                              capture_output=True, text=True, env={**os.environ, "STAYTUNED_CACHE": str(cache),
+                                                          **(AVX2_ENV if isa == "avx2" else {})})
         wall = time.perf_counter() - start
         if proc.returncode != 0:
             sys.exit(f"the main job failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
@@ -73,21 +83,24 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--precision", default=None, help="pass --precision to the job (default: auto)")
+    ap.add_argument("--isa", choices=["native", "avx2"], default="native",
+                    help="avx2: torch/oneDNN/MKL restricted to AVX2 kernels (see the docstring)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "main_job.json")
     args = ap.parse_args()
     runs = []
     for seed in (int(s) for s in args.seeds.split(",")):
-        run = run_once(seed, args.precision)
+        run = run_once(seed, args.precision, args.isa)
         print(json.dumps(run), flush=True)
         runs.append(run)
     result = {"date": date.today().isoformat(), "cpu": cpu_model(), "cpu_flags": cpu_flags(),
               "cores": os.cpu_count(), "command": "staytuned " + " ".join(ARGS),
-              "precision": args.precision or "auto", "runs": runs,
+              "precision": args.precision or "auto", "isa": args.isa, "runs": runs,
               "max_wall_s": max(r["wall_s"] for r in runs),
               "min_gain_points": min(r["gain_points"] for r in runs)}
     existing = json.loads(args.out.read_text()) if args.out.is_file() else {}
     existing = existing if isinstance(existing, dict) and "by_precision" in existing else {"by_precision": {}}
-    existing["by_precision"][result["precision"]] = result
+    key = str(result["precision"]) + ("" if args.isa == "native" else f"+{args.isa}")
+    existing["by_precision"][key] = result
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(existing, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))

@@ -50,3 +50,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
   log "installed"
 fi
+# One-time work the first run would otherwise pay for (both cached, so later runs skip it):
+# dequantize the embedded GGUF model and measure whether bf16 is fast on this CPU.
+if ! $VPY -c "from staytuned.models import cache_model; cache_model('smollm2-135m')" 2>/dev/null; then
+  log "could not prepare the embedded model now; the first run will"
+fi
+$VPY -c "from staytuned.hardware.probe import cpu_matmul_speed; cpu_matmul_speed()" 2>/dev/null || true

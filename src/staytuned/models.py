@@ -293,6 +293,14 @@ def with_sdpa(load: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 # ---------------------------------------------------------------- GGUF cache
 
 
+def cache_model(ref: str) -> str:
+    """Do now the one-time work a model reference needs before it loads (a GGUF file is
+    dequantized into the cache) and return the folder it loads from; the setup script calls it
+    so that the first run does not pay for it. Hub ids and folders load as they are."""
+    spec = resolve_model(ref)
+    return _gguf_cache(Path(spec.path)) if spec.kind == "gguf" else spec.path
+
+
 def gguf_cache_dir(gguf: Path) -> Path:
     """Cache folder of a GGUF file, keyed by its absolute path, size and mtime."""
     st = gguf.stat()

@@ -144,5 +144,9 @@ def test_smollm2_gguf_is_dequantized_once_and_cached() -> None:
     assert tok.chat_template and tok.pad_token is not None
     again, tok2 = load_model("smollm2-135m", device="cpu")
     assert (cache / "staytuned-gguf.json").stat().st_mtime_ns == marker, "second load must reuse the cache"
+    # What the setup script calls: the same cache folder, nothing converted again.
+    assert models.cache_model("smollm2-135m") == str(cache)
+    assert (cache / "staytuned-gguf.json").stat().st_mtime_ns == marker
+    assert models.cache_model("tiny-llama") == resolve_model("tiny-llama").path
     assert _same_weights(model, again)
     assert tok2("The movie was great")["input_ids"] == tok("The movie was great")["input_ids"]

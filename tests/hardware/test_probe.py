@@ -84,3 +84,18 @@ def test_the_hardware_package_imports_no_heavy_library() -> None:
             "heavy = [m for m in ('torch', 'transformers', 'peft', 'ray', 'plotly', 'pandas') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_restricted_instruction_set_is_probed_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench_main_job --isa avx2 restricts torch's kernels: the bf16 speed cached for the full
+    instruction set must not decide precision there."""
+    from staytuned.hardware.probe import probe_key
+
+    cpu = CpuInfo(model="AMD EPYC", flags=("avx2", "avx512_bf16"), logical_cpus=2, usable_cpus=2, machine="x86_64")
+    for name in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS"):
+        monkeypatch.delenv(name, raising=False)
+    full = probe_key(cpu, "2.13.0")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    assert probe_key(cpu, "2.13.0") != full
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY")
+    assert probe_key(cpu, "2.13.0") == full

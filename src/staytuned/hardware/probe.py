@@ -192,8 +192,15 @@ def _cache_path(cache_dir: str | Path | None) -> Path:
 
 
 def probe_key(cpu: CpuInfo, torch_version: str) -> str:
-    """What the cached speed depends on: a different CPU, flags or torch measures again."""
-    return f"{cpu.model}|{','.join(cpu.flags)}|{cpu.machine}|torch {torch_version}"
+    """What the cached speed depends on: a different CPU, flags or torch measures again, and so
+    does a restricted instruction set (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA: the same CPU
+    running AVX2 kernels is another machine for this purpose)."""
+    isa = "|".join(f"{k}={os.environ[k]}" for k in _ISA_ENV if os.environ.get(k))
+    return f"{cpu.model}|{','.join(cpu.flags)}|{cpu.machine}|torch {torch_version}" + (f"|{isa}" if isa else "")
+
+
+#: Environment variables that restrict the kernels torch, oneDNN and MKL pick.
+_ISA_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 
 
 def cpu_matmul_speed(cpu: CpuInfo | None = None, *, cache_dir: str | Path | None = None,
