@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from staytuned.errors import InputError
+from staytuned.hardware.cgroups import CGROUP_ROOT, PROC_SELF_CGROUP, cgroup_dirs, read_value, self_cgroups
 from staytuned.hardware.planner import (
     _METHOD_NAMES,
     DEFAULT_MARGIN,
@@ -43,14 +44,13 @@ from staytuned.hardware.planner import (
     estimate,
     parse_size,
 )
-from staytuned.hardware.threads import CGROUP_ROOT, PROC_SELF_CGROUP, _cgroup_dirs, _read, _self_cgroups
 from staytuned.hparams.schema import check_execution
 
 # ---------------------------------------------------------------- what is available
 
 
 def _meminfo(key: str, path: Path = Path("/proc/meminfo")) -> int | None:
-    for line in (_read(path) or "").splitlines():
+    for line in (read_value(path) or "").splitlines():
         if line.startswith(key + ":"):
             return int(line.split()[1]) * 1024
     return None
@@ -60,19 +60,19 @@ def cgroup_memory_room(root: Path | None = None, proc_self_cgroup: Path | None =
     """Bytes this process's cgroup (or an ancestor) may still take before its memory limit:
     limit - usage + inactive page cache (reclaimable); None when no limit applies."""
     root = Path(root) if root is not None else CGROUP_ROOT
-    groups = _self_cgroups(Path(proc_self_cgroup) if proc_self_cgroup is not None else PROC_SELF_CGROUP)
+    groups = self_cgroups(Path(proc_self_cgroup) if proc_self_cgroup is not None else PROC_SELF_CGROUP)
     rooms: list[int] = []
     layouts = [(root, groups.get("", "/"), "memory.max", "memory.current", "inactive_file")]
     if (root / "memory").is_dir():  # cgroup v1
         layouts.append((root / "memory", groups.get("memory", "/"), "memory.limit_in_bytes",
                         "memory.usage_in_bytes", "total_inactive_file"))
     for base, relative, limit_name, usage_name, inactive_name in layouts:
-        for d in _cgroup_dirs(base, relative):
-            limit, usage = _read(d / limit_name), _read(d / usage_name)
+        for d in cgroup_dirs(base, relative):
+            limit, usage = read_value(d / limit_name), read_value(d / usage_name)
             if not (limit and limit.isdigit() and usage and usage.isdigit()) or int(limit) >= 2**60:
                 continue
             inactive = 0
-            for line in (_read(d / "memory.stat") or "").splitlines():
+            for line in (read_value(d / "memory.stat") or "").splitlines():
                 name, _, value = line.partition(" ")
                 if name == inactive_name and value.strip().isdigit():
                     inactive = int(value)

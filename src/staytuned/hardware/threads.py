@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-PROC_SELF_CGROUP = Path("/proc/self/cgroup")
+from staytuned.hardware.cgroups import CGROUP_ROOT, PROC_SELF_CGROUP, cgroup_dirs, read_value, self_cgroups
+
 #: Environment variables that fix the thread count on purpose; the first set one wins.
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -57,48 +57,14 @@ def _affinity() -> int | None:
         return None
 
 
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8").strip()
-    except OSError:
-        return None
-
-
-def _cgroup_dirs(root: Path, relative: str) -> list[Path]:
-    """The process's cgroup folder under ``root`` and its ancestors, innermost first.
-
-    Inside a container the process's path is often not visible under the mount (the mount is
-    the container's own cgroup): then only the mount root is read.
-    """
-    rel = relative.strip("/")
-    dirs = []
-    parts = rel.split("/") if rel else []
-    for n in range(len(parts), -1, -1):
-        d = root.joinpath(*parts[:n])
-        if d.is_dir() and d not in dirs:
-            dirs.append(d)
-    return dirs or [root]
-
-
-def _self_cgroups(proc_self_cgroup: Path) -> dict[str, str]:
-    """Controller name ('' for the v2 unified hierarchy) -> the process's cgroup path."""
-    groups: dict[str, str] = {}
-    for line in (_read(proc_self_cgroup) or "").splitlines():
-        parts = line.split(":", 2)
-        if len(parts) == 3:
-            for controller in parts[1].split(","):
-                groups.setdefault(controller, parts[2])
-    return groups
-
-
 def cgroup_cpu_quota(root: Path | None = None, proc_self_cgroup: Path | None = None) -> float | None:
     """The tightest CPU quota (in CPUs) on this process's cgroup and its ancestors; None if unlimited."""
     root = Path(root) if root is not None else CGROUP_ROOT
-    groups = _self_cgroups(Path(proc_self_cgroup) if proc_self_cgroup is not None else PROC_SELF_CGROUP)
+    groups = self_cgroups(Path(proc_self_cgroup) if proc_self_cgroup is not None else PROC_SELF_CGROUP)
     quotas: list[float] = []
     # cgroup v2: "<quota> <period>" or "max <period>" in cpu.max.
-    for d in _cgroup_dirs(root, groups.get("", "/")):
-        fields = (_read(d / "cpu.max") or "").split()
+    for d in cgroup_dirs(root, groups.get("", "/")):
+        fields = (read_value(d / "cpu.max") or "").split()
         if len(fields) == 2 and fields[0] != "max":
             try:
                 quota, period = float(fields[0]), float(fields[1])
@@ -111,10 +77,10 @@ def cgroup_cpu_quota(root: Path | None = None, proc_self_cgroup: Path | None = N
         base = root / mount
         if not base.is_dir():
             continue
-        for d in _cgroup_dirs(base, groups.get("cpu", "/")):
+        for d in cgroup_dirs(base, groups.get("cpu", "/")):
             try:
-                quota = float(_read(d / "cpu.cfs_quota_us") or "-1")
-                period = float(_read(d / "cpu.cfs_period_us") or "0")
+                quota = float(read_value(d / "cpu.cfs_quota_us") or "-1")
+                period = float(read_value(d / "cpu.cfs_period_us") or "0")
             except ValueError:
                 continue
             if quota > 0 and period > 0:
