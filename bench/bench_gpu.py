@@ -30,6 +30,12 @@ On CPU (``--cpu``, or automatic without a GPU): the tiny models only, short sequ
     .venv/bin/python bench/bench_gpu.py --cpu --out /tmp/gpu_cpu.json
 
 Writes bench/results/gpu.json (gpu_cpu.json on CPU; ``--out`` to change) and prints a table.
+
+``--trl``: also one real staytuned trial per method with the ``trl`` trainer under ``accelerate
+launch`` with the FSDP config staytuned writes (``distributed=fsdp`` on every visible GPU;
+``--trl-model``, default tiny-llama, task sst2); recorded under ``trl_launch`` with what
+accelerate actually ran (distributed type, processes, FSDP2 or not). This needs staytuned's
+``train`` extra (trl, accelerate, datasets). Not yet run on a GPU.
 """
 
 from __future__ import annotations
@@ -305,6 +311,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--steps", type=int, default=None, help="timed steps (GPU 4, CPU 2)")
     ap.add_argument("--max-seconds", type=float, default=330.0, help="start no case after this many seconds")
     ap.add_argument("--out", default=None, help="JSON file (default bench/results/gpu.json, gpu_cpu.json on CPU)")
+    ap.add_argument("--trl", action="store_true", help="also run the trl trainer under accelerate launch (FSDP)")
+    ap.add_argument("--trl-model", default="tiny-llama", help="model of the --trl trials")
     args = ap.parse_args(argv)
     wall = time.perf_counter()
     import torch
@@ -365,12 +373,50 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "cases": cases, "skipped_for_time": skipped_for_time,
         "wall_s": round(time.perf_counter() - wall, 1),
     }
+    if args.trl:
+        result["trl_launch"] = trl_launch_cases(args.trl_model, methods, gpu)
+        result["wall_s"] = round(time.perf_counter() - wall, 1)
     _print_table(cases)
     out = Path(args.out) if args.out else REPO / "bench" / "results" / ("gpu.json" if gpu else "gpu_cpu.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out} ({result['wall_s']:.0f} s)")
     return result
+
+
+def trl_launch_cases(model: str, methods: list[str], gpu: bool) -> list[dict[str, Any]]:
+    """One trl trial per method under ``accelerate launch`` (FSDP on every visible GPU; on CPU one
+    process, where accelerate leaves the FSDP section unused): status, score, tokens/s and what
+    accelerate ran."""
+    import staytuned.finetune.trainers.trl_launch as launch
+    from staytuned.finetune.trial import run_trial
+
+    reports: list[dict[str, Any]] = []
+    real = launch.run_launched
+
+    def spy(job: Any, plan: Any, **kwargs: Any) -> dict[str, Any]:
+        reports.append({"plan": {"mode": plan.mode, "num_processes": plan.num_processes, "cpu": plan.cpu}})
+        reports[-1]["launch"] = real(job, plan, **kwargs)
+        return reports[-1]["launch"]
+
+    launch.run_launched = spy
+    out: list[dict[str, Any]] = []
+    try:
+        for method in [m for m in methods if m in ("lora", "full")]:
+            start = time.perf_counter()
+            reports.clear()
+            r = run_trial(model, "sst2", {"method": method, "epochs": 1, "batch_size": 8, "max_seq_length": 128,
+                                          "learning_rate": 1e-3 if method == "lora" else 1e-5},
+                          train_size=64, eval_size=32, device="cuda" if gpu else "cpu", trainer="trl",
+                          trainer_options={"distributed": "fsdp"}, on_epoch=lambda e, s: False)
+            out.append({"model": model, "method": method, "status": r.status, "error": r.error, "score": r.score,
+                        "steps": r.steps, "train_tokens_per_s": r.train_tokens_per_s,
+                        "peak_memory_mb": r.peak_memory_mb, "wall_s": round(time.perf_counter() - start, 1),
+                        **(reports[-1] if reports else {"launch": None})})
+            print(f"trl launch {model}/{method}: {r.status} {r.error or ''} {out[-1].get('launch')}", flush=True)
+    finally:
+        launch.run_launched = real
+    return out
 
 
 def _print_table(cases: list[dict[str, Any]]) -> None:

@@ -294,11 +294,33 @@ def with_sdpa(load: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 def cache_model(ref: str) -> str:
-    """Do now the one-time work a model reference needs before it loads (a GGUF file is
-    dequantized into the cache) and return the folder it loads from; the setup script calls it
-    so that the first run does not pay for it. Hub ids and folders load as they are."""
+    """A folder (or hub id) that transformers and other tools load ``ref`` from, doing now the
+    one-time work that needs: a .gguf file is dequantized into the cache, a tiny test model is
+    saved there once; a model folder or hub id is returned as it is. The setup script calls it so
+    that the first run does not pay for the GGUF conversion; the ``command`` trainer hands the
+    folder to the user's training command."""
     spec = resolve_model(ref)
-    return _gguf_cache(Path(spec.path)) if spec.kind == "gguf" else spec.path
+    if spec.kind in ("folder", "hub"):
+        return spec.path
+    if spec.kind == "gguf":
+        return _gguf_cache(Path(spec.path))
+    target = cache_root() / "tiny" / spec.ref
+    marker = "staytuned-tiny.json"
+    if not (target / marker).is_file():
+        from transformers.utils import logging as hf_logging
+
+        model, tokenizer = load_model(spec.ref, dtype="fp32", device="cpu")
+        bars_on = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # library code prints nothing
+        try:
+            with atomic_dir(target, keep_existing=lambda t: (t / marker).is_file()) as tmp:
+                model.save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
+                (tmp / marker).write_text(json.dumps({"alias": spec.ref}) + "\n", encoding="utf-8")
+        finally:
+            if bars_on:
+                hf_logging.enable_progress_bar()
+    return str(target)
 
 
 def gguf_cache_dir(gguf: Path) -> Path:

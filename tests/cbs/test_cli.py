@@ -65,7 +65,8 @@ def test_evaluate_outputs(table: Path, tmp_path: Path) -> None:
                  "--default-config", "lr=1e-4,epochs=3")
     assert res.exit_code == 0, res.output
     data = json.loads(j.read_text())
-    assert set(data["methods"]) == {"cbs", "best-average", "random", "default", "oracle"}
+    assert set(data["methods"]) == {"cbs", "zeroshot", "greedy-portfolio", "best-average", "random", "default",
+                                    "oracle"}
     for m in data["methods"].values():
         assert len(m["mean_best_of_k"]) == 3 and len(m["solved_fraction"]) == 3
     assert data["methods"]["oracle"]["mean_best_of_k"] == [1.0, 1.0, 1.0]
@@ -193,3 +194,48 @@ def test_cli_imports_stay_light() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "LOADED []" in proc.stdout, proc.stdout + proc.stderr
     assert "rank" in proc.stdout and "evaluate" in proc.stdout
+
+
+@pytest.mark.parametrize("ranker", ["zeroshot", "greedy-portfolio", "best-average", "cbs"])
+def test_rank_with_each_ranker(table: Path, ranker: str) -> None:
+    from staytuned.cbs import rank_by
+    from staytuned.results import load_results
+
+    res = invoke("cbs", "rank", table, "--ranker", ranker, "--json", "-")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    want = rank_by(load_results(table).score_matrix(), ranker).config_ids
+    assert data["method"] == ranker and [r["config_id"] for r in data["ranking"]] == want
+    assert all({"coverage", "mean_best_of_k", "round", "new_datasets"} <= set(r) for r in data["ranking"])
+    shown = invoke("cbs", "rank", table, "--ranker", ranker)
+    assert shown.exit_code == 0 and ("CBS ranking" in shown.output) == (ranker == "cbs")
+
+
+def test_rank_tol_auto_reports_the_choice(table: Path, tmp_path: Path) -> None:
+    out = tmp_path / "rank.json"
+    res = invoke("cbs", "rank", table, "--tol", "auto", "--json", out)
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    choice = data["tol_choice"]
+    assert data["tol"] == choice["tol"] and len(choice["candidates"]) == 7
+    assert f"tol auto: chose {choice['tol']:g}" in res.output
+
+
+def test_evaluate_tol_auto_is_nested(table: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ev.json"
+    res = invoke("cbs", "evaluate", table, "--tol", "auto", "--k", "2", "--json", out)
+    assert res.exit_code == 0, res.output
+    settings = json.loads(out.read_text())["settings"]
+    assert settings["tol"] == "auto" and set(settings["tol_per_fold"]) == {"d1", "d2", "d3", "d4"}
+    assert "tol auto: CBS's tolerance per fold" in res.output
+
+
+def test_long_rankings_print_the_top_and_keep_all_in_json(tmp_path: Path) -> None:
+    rows = ["dataset,config_id,score"] + [f"d{d},c{c},{(c * 7 + d * 3) % 11 / 10}" for d in range(3) for c in range(60)]
+    p = tmp_path / "long.csv"
+    p.write_text("\n".join(rows) + "\n")
+    res = invoke("cbs", "rank", p, "--json", tmp_path / "r.json")
+    assert res.exit_code == 0, res.output
+    assert "the first 50 of 60 ranks" in res.output
+    assert len(json.loads((tmp_path / "r.json").read_text())["ranking"]) == 60
+    assert "the first" not in invoke("cbs", "rank", p, "--k", "60").output  # --k N prints N

@@ -29,7 +29,13 @@ def test_leave_one_dataset_out_by_hand() -> None:
     assert rnd.mean_best_of_k[0] == pytest.approx(((1 + d1) / 3 + (d2 + 1) / 3 + (d3 + 1) / 3) / 3)
     assert rnd.mean_best_of_k[2] == pytest.approx(1.0)
     assert ev.methods["oracle"].mean_best_of_k == [1.0, 1.0, 1.0]
-    assert set(ev.methods) == {"cbs", "best-average", "random", "oracle"}
+    assert set(ev.methods) == {"cbs", "zeroshot", "greedy-portfolio", "best-average", "random", "oracle"}
+    # By hand, both portfolios pick CBS's order in every fold here (e.g. held out d3: ranks
+    # c2 > c1 > c3 on d1 and d2 tie c1, c2 at 1.5; mean normalized breaks it for c2; then c1).
+    for name in ("zeroshot", "greedy-portfolio"):
+        assert ev.methods[name].mean_best_of_k == pytest.approx(cbs.mean_best_of_k)
+    only = evaluate(ScoreMatrix.from_dense(HAND), k=3, methods=["cbs", "oracle"])
+    assert set(only.methods) == {"cbs", "oracle"} and only.methods["cbs"] == cbs
     d = ev.to_dict()
     assert d["k"] == [1, 2, 3] and set(d["methods"]["cbs"]) >= {"mean_best_of_k", "solved_fraction"}
 

@@ -44,6 +44,15 @@ def test_other_rows_or_settings_are_scored_anew(tmp_path: Path) -> None:
     assert len(list(cache.glob("*.json"))) == 3
 
 
+def test_another_trainer_never_reads_the_native_baseline(tmp_path: Path) -> None:
+    """A training command reports its own metric: a cached native untuned score is not its baseline."""
+    cache = tmp_path / "cache"
+    native = untuned_baseline(_spec(tmp_path), cache_dir=cache)
+    trl = untuned_baseline(_spec(tmp_path, execution=ExecutionSettings(trainer="trl")), cache_dir=cache)
+    assert native is not None and trl is not None and not trl.cached
+    assert len(list(cache.glob("*.json"))) == 2
+
+
 def test_no_baseline_without_a_single_model(tmp_path: Path) -> None:
     spec = dataclasses.replace(_spec(tmp_path), model=None)
     assert untuned_baseline(spec, cache_dir=tmp_path / "cache") is None

@@ -88,7 +88,9 @@ def test_simulate_cli_json(run_cli, tmp_path):
                   "--seeds", "2", "--json", "sim.json", "-q")
     assert res.exit_code == 0, res.output
     data = json.loads((tmp_path / "sim.json").read_text())
-    assert set(data["strategies"]) == {"grid", "random", "cbs", "cbs-adaptive"}
+    assert set(data["strategies"]) == {"grid", "random", "cbs", "cbs-adaptive", "static:cbs",
+                                       "static:zeroshot", "static:greedy-portfolio",
+                                       "static:best-average"}  # --rankers: all by default
     for curve in data["strategies"].values():
         assert len(curve["mean_best_of_k"]) == 4 and len(curve["solved_fraction"]) == 4
     res = run_cli("simulate", "t.csv", "--strategies", "cbs,magic")
@@ -149,7 +151,8 @@ def test_simulate_and_report_print_progress_lines_when_stderr_is_not_a_terminal(
     res = run_cli("simulate", "t.csv", "--strategies", "grid,cbs", "--k", "3", "--seeds", "1")
     assert res.exit_code == 0, res.output
     lines = [x for x in res.output.splitlines() if _LINE.match(x)]
-    assert lines and re.search(r"simulating: 6/6 \(100%\)(, done in \S+)?$", lines[-1]), lines
+    # (2 strategies + the 4 static rankings) x 3 held-out datasets
+    assert lines and re.search(r"simulating: 18/18 \(100%\)(, done in \S+)?$", lines[-1]), lines
     res = run_cli("report", "t.csv", "-o", "r.html")
     assert res.exit_code == 0, res.output
     lines = [x for x in res.output.splitlines() if _LINE.match(x)]

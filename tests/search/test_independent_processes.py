@@ -35,7 +35,7 @@ def _run_together(strategy: str, storage: str, tmp_path: Path, *, seeds: list[in
                 "--strategy", strategy, "--trials", str(TRIALS), "--trial-fn", SYNTH,
                 "--storage", storage, "--study", study, "--seed", str(seed), "--cbs-k", "2",
                 "--train-size", "10", "-q"]
-        if strategy.startswith("cbs"):
+        if strategy.startswith("cbs") or strategy == "transfer":
             args += ["--cbs-table", str(table)]
         procs.append(spawn(args, tmp_path, {"STAYTUNED_SYNTHETIC_SLEEP": SLEEP}))
     for p in procs:

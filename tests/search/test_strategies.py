@@ -30,7 +30,7 @@ def test_every_strategy_runs_to_budget(tmp_path, strategy):
     assert outcome.best is not None and 0.5 < outcome.best.value < 1.0
     rows = trial_rows(optuna.load_study(study_name=spec.study_name, storage=spec.storage))
     assert all(r["status"] == "ok" and r["config_id"] for r in rows)
-    if strategy in ("grid", "cbs", "cbs-adaptive"):  # finite config lists: no config twice
+    if strategy in ("grid", "cbs", "cbs-adaptive", "transfer"):  # finite config lists: no config twice
         assert len({r["config_id"] for r in rows}) == 5
     # resume: running the same spec again adds nothing
     assert tune(spec).ran == 0

@@ -1,8 +1,15 @@
-"""Leave-one-out evaluation of CBS next to the best-average, random, default and oracle baselines.
+"""Leave-one-out evaluation of CBS next to the portfolio, best-average, random, default and
+oracle baselines.
 
 :func:`evaluate`: leave-one-dataset-out (or leave-one-group-out): rank on the other datasets
 with the *choose* matrix, score the held-out one on the *score* matrix (e.g. Dev vs Test) by
-best-of-top-k normalized score and "solved" (best-of-top-k covers it), for k = 1..K.
+best-of-top-k normalized score and "solved" (best-of-top-k covers it), for k = 1..K. The
+``zeroshot`` and ``greedy-portfolio`` baselines are :func:`staytuned.cbs.portfolios.rank_by`'s
+rankers, built on the same training datasets of each fold.
+
+``tol="auto"``: each fold's CBS uses the tolerance :func:`~staytuned.cbs.tolerance.choose_tolerance`
+picks by an inner leave-one-out on that fold's training datasets only (nested, so the held-out
+dataset never helps choose); "solved" then keeps the default 1% definition.
 
 Best-of-top-k on a dataset skips configs missing on it (the k-th config *with a result* there).
 """
@@ -16,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from staytuned.cbs.portfolios import portfolio_order, scaled_ranks
 from staytuned.cbs.ranking import (
     check_tolerance,
     covers,
@@ -28,7 +36,8 @@ from staytuned.results import ScoreMatrix, natural_key, natural_rank
 
 __all__ = ["METHODS", "Evaluation", "MethodCurve", "evaluate"]
 
-METHODS = ("cbs", "best-average", "random", "default", "oracle")
+METHODS = ("cbs", "zeroshot", "greedy-portfolio", "best-average", "random", "default", "oracle")
+AUTO = "auto"  # tol: chosen per fold by an inner leave-one-out
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,7 @@ class Evaluation:
     default_config: str | None = None
     notes: tuple[str, ...] = ()
     paired: bool = False  # choose and score matrices differ
+    tol_per_fold: dict[str, float] | None = None  # tol="auto": CBS's tolerance in each fold
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,7 +87,9 @@ class Evaluation:
                 for name, arr in self.per_dataset.items()
             },
             "settings": {
-                "tol": self.tol,
+                "tol": "auto" if self.tol_per_fold is not None else self.tol,
+                **({"solved_tol": self.tol, "tol_per_fold": self.tol_per_fold}
+                   if self.tol_per_fold is not None else {}),
                 "abs_tol": self.abs_tol,
                 "random": self.random,
                 "default_config": self.default_config,
@@ -160,24 +172,36 @@ def evaluate(
     score: ScoreMatrix | None = None,
     *,
     groups: Mapping[str, str] | Sequence[str] | None = None,
-    tol: float = 0.01,
+    tol: float | str = 0.01,
     abs_tol: float | None = None,
     k: int = 10,
     default_config: str | None = None,
     random_perms: int = 0,
     seed: int = 0,
+    methods: Sequence[str] | None = None,
     on_fold: Callable[[int, int], None] | None = None,
 ) -> Evaluation:
     """Leave-one-dataset-out (``groups`` None) or leave-one-group-out evaluation of CBS.
 
     ``choose`` ranks (e.g. Dev scores); ``score`` (same configs and datasets, e.g. Test scores;
     default ``choose``) scores the held-out datasets. ``groups``: dataset -> group (or one label
-    per dataset, in ``choose.datasets`` order). ``default_config``: a config id or HP
-    assignment (``lr=1e-4,epochs=3``) shown as a fixed baseline. ``random_perms`` 0 = exact
-    expectation, else the mean over that many seeded random orders. ``on_fold(done, total)``
-    is called after each held-out fold (for progress bars).
+    per dataset, in ``choose.datasets`` order). ``tol``: CBS's tolerance, or ``"auto"`` (chosen
+    per fold, see the module docstring). ``default_config``: a config id or HP assignment
+    (``lr=1e-4,epochs=3``) shown as a fixed baseline. ``random_perms`` 0 = exact expectation,
+    else the mean over that many seeded random orders. ``methods``: the curves to compute
+    (default every one of :data:`METHODS`; "default" needs ``default_config``).
+    ``on_fold(done, total)`` is called after each held-out fold (for progress bars).
     """
-    check_tolerance(tol, abs_tol)
+    auto = tol == AUTO
+    solve_tol = 0.01 if auto else tol
+    if auto and abs_tol is not None:
+        raise InputError("tol auto chooses a relative tolerance; it cannot go with an absolute one",
+                         field="tol", value="auto", expected="a number with abs_tol, or auto without it")
+    if not auto and not isinstance(tol, int | float):
+        raise InputError("relative tolerance out of range", field="tol", value=tol,
+                         expected="0 <= tol < 1 (e.g. 0.01 = 1%) or 'auto'")
+    assert isinstance(solve_tol, int | float)
+    check_tolerance(solve_tol, abs_tol)
     score = choose if score is None else score
     if choose.config_ids != score.config_ids or choose.datasets != score.datasets:
         raise InputError("the choose and score matrices must have the same configs and datasets",
@@ -185,11 +209,19 @@ def evaluate(
     n, m = choose.shape
     if m < 2:
         raise InputError("leave-one-out needs at least two datasets", value=m, expected=">= 2 datasets")
+    if auto and m < 3:
+        raise InputError("tol auto needs at least three datasets (an inner leave-one-out in each fold)",
+                         field="tol", value=m, expected=">= 3 datasets, or a number")
     if k < 1:
         raise InputError("k must be positive", field="k", value=k, expected="an integer >= 1")
     if random_perms < 0:
         raise InputError("random permutations must be >= 0", field="random_perms", value=random_perms,
                          expected="0 (exact expectation) or a positive count")
+    wanted = list(METHODS) if methods is None else list(dict.fromkeys(methods))
+    unknown = [x for x in wanted if x not in METHODS]
+    if unknown:
+        raise InputError("unknown evaluation method", field="methods", value=unknown,
+                         expected="some of " + ", ".join(METHODS))
     K = min(k, n)
     if groups is None:
         labels = list(choose.datasets)
@@ -208,15 +240,24 @@ def evaluate(
         if len(set(labels)) < 2:
             raise InputError("leave-one-group-out needs at least two groups", field="groups",
                              value=sorted(set(labels)), expected=">= 2 groups")
+        if auto and len(set(labels)) < 3:
+            raise InputError("tol auto needs at least three groups (an inner leave-one-group-out)",
+                             field="tol", value=sorted(set(labels)), expected=">= 3 groups, or a number")
         scheme = "leave-one-group-out"
     labels_arr = np.array(labels, dtype=object)
 
-    cov_c = covers(choose, tol, abs_tol)
     norm_c = normalize(choose)
+    cov_by_tol: dict[float, np.ndarray] = {}
+
+    def cov_c(t: float) -> np.ndarray:
+        if t not in cov_by_tol:
+            cov_by_tol[t] = covers(choose, t, abs_tol)
+        return cov_by_tol[t]
+
     if score is choose:
-        cov_s, norm_s = cov_c, norm_c
+        cov_s, norm_s = cov_c(solve_tol), norm_c
     else:
-        cov_s, norm_s = covers(score, tol, abs_tol), normalize(score)
+        cov_s, norm_s = covers(score, solve_tol, abs_tol), normalize(score)
     avail_s = ~np.isnan(norm_s)  # failed cells are available (normalized 0); missing are not
     have_c = ~np.isnan(norm_c)
     sum_c = np.where(have_c, norm_c, 0.0)
@@ -224,12 +265,20 @@ def evaluate(
     default_idx = None if default_config is None else choose.config_index(default_config)
     rng = np.random.default_rng(seed)
     nat = natural_rank(choose.config_ids)
+    # Portfolio values: ranks and normalized scores are per dataset, so leaving a dataset out
+    # just drops its column.
+    values = {}
+    if "zeroshot" in wanted:
+        values["zeroshot"] = np.nan_to_num(1.0 - scaled_ranks(choose), nan=0.0)
+    if "greedy-portfolio" in wanted:
+        values["greedy-portfolio"] = np.nan_to_num(norm_c, nan=0.0)
 
-    names = ["cbs", "best-average", "random"] + (["default"] if default_idx is not None else []) + ["oracle"]
+    names = [x for x in METHODS if x in wanted and (x != "default" or default_idx is not None)]
     per = {nm: np.full((m, K), np.nan) for nm in names}
     per_s = {nm: np.full((m, K), np.nan) for nm in names}
     notes = list(dict.fromkeys((*choose.notes, *score.notes)))
     folds = sorted(set(labels), key=natural_key)
+    fold_tol: dict[str, float] = {}
     for fold_no, g in enumerate(folds, start=1):
         held = np.flatnonzero(labels_arr == g)
         train = np.flatnonzero(labels_arr != g)
@@ -239,36 +288,51 @@ def evaluate(
         tb = tiebreak_order(mean_tr, nat)
         # Enough picks that K of them have a result on every held-out dataset.
         need = min(n, K + int((~avail_s[:, held]).sum(axis=0).max()))
-        order, _ = greedy_order(cov_c[:, train], tb, need)
+        orders: dict[str, np.ndarray] = {"best-average": tb}
+        if "cbs" in names:
+            t = solve_tol
+            if auto:
+                from staytuned.cbs.tolerance import choose_tolerance
+
+                inner = choose.subset(datasets=train)
+                t = choose_tolerance(inner, groups=None if groups is None else labels_arr[train].tolist()).tol
+                fold_tol[str(g)] = t
+            orders["cbs"], _ = greedy_order(cov_c(t)[:, train], tb, need)
+        for nm, val in values.items():
+            orders[nm], _ = portfolio_order(val[:, train], tb, need)
         for d in held.tolist():
             ok = avail_s[:, d]
             if not ok.any():
                 continue
-            for nm, ordering in (("cbs", order), ("best-average", tb)):
+            for nm, ordering in orders.items():
+                if nm not in per:
+                    continue
                 o = ordering[ok[ordering]]
                 per[nm][d], per_s[nm][d] = _prefix_best(norm_s[o, d], cov_s[o, d], K)
             vals, solv = norm_s[ok, d], cov_s[ok, d]
-            if random_perms:
-                per["random"][d], per_s["random"][d] = _random_perms(vals, solv, K, random_perms, rng)
-            else:
-                per["random"][d], per_s["random"][d] = _random_exact(vals, solv, K)
-            if default_idx is not None and ok[default_idx]:
+            if "random" in per:
+                if random_perms:
+                    per["random"][d], per_s["random"][d] = _random_perms(vals, solv, K, random_perms, rng)
+                else:
+                    per["random"][d], per_s["random"][d] = _random_exact(vals, solv, K)
+            if "default" in per and default_idx is not None and ok[default_idx]:
                 per["default"][d] = norm_s[default_idx, d]
                 per_s["default"][d] = float(cov_s[default_idx, d])
-            per["oracle"][d] = 1.0
-            per_s["oracle"][d] = 1.0
+            if "oracle" in per:
+                per["oracle"][d] = 1.0
+                per_s["oracle"][d] = 1.0
         if on_fold is not None:
             on_fold(fold_no, len(folds))
-    counted = ~np.isnan(per["oracle"][:, 0])
+    counted = avail_s.any(axis=0)
     if not counted.all():
         notes.append(f"{int((~counted).sum())} held-out datasets have no scores at all and are not counted")
-    methods: dict[str, MethodCurve] = {}
+    curves: dict[str, MethodCurve] = {}
     for nm in names:
         rows = ~np.isnan(per[nm][:, 0])
         if nm == "default" and rows.sum() < counted.sum():
             notes.append(f"default config {default_config!r} has no score on {int(counted.sum() - rows.sum())} "
                          "held-out datasets; its means are over the others")
-        methods[nm] = MethodCurve(
+        curves[nm] = MethodCurve(
             name=nm,
             mean_best_of_k=[float(x) for x in per[nm][rows].mean(axis=0)] if rows.any() else [math.nan] * K,
             solved_fraction=[float(x) for x in per_s[nm][rows].mean(axis=0)] if rows.any() else [math.nan] * K,
@@ -277,14 +341,15 @@ def evaluate(
     return Evaluation(
         scheme=scheme,
         k=list(range(1, K + 1)),
-        methods=methods,
+        methods=curves,
         held_out=choose.datasets,
         per_dataset=per,
         per_dataset_solved=per_s,
-        tol=tol,
+        tol=float(solve_tol),
         abs_tol=abs_tol,
         random="exact" if not random_perms else f"{random_perms} permutations",
         default_config=None if default_idx is None else choose.config_ids[default_idx],
         notes=tuple(notes),
         paired=score is not choose,
+        tol_per_fold=fold_tol if auto else None,
     )

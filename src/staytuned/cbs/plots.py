@@ -11,6 +11,8 @@ from staytuned.errors import InputError
 
 _STYLE: dict[str, dict[str, Any]] = {
     "cbs": {"color": "#1f77b4", "marker": "o", "linewidth": 2.2},
+    "zeroshot": {"color": "#9467bd", "marker": "D", "markersize": 4},
+    "greedy-portfolio": {"color": "#8c564b", "marker": "v"},
     "best-average": {"color": "#ff7f0e", "marker": "s"},
     "random": {"color": "#7f7f7f", "marker": ".", "linestyle": "--"},
     "default": {"color": "#2ca02c", "marker": "^", "linestyle": ":"},
@@ -35,7 +37,8 @@ def plot_evaluation(evaluation: Evaluation, path: str | Path, title: str | None 
             style = _STYLE.get(name, {})
             axes[0].plot(evaluation.k, curve.mean_best_of_k, label=name, **style)
             axes[1].plot(evaluation.k, curve.solved_fraction, label=name, **style)
-        axes[0].set_ylabel("mean best-of-top-k normalized score")
+        auto = " (CBS: tol auto per fold)" if evaluation.tol_per_fold is not None else ""
+        axes[0].set_ylabel("mean best-of-top-k normalized score" + auto)
         axes[1].set_ylabel(f"fraction solved (within {evaluation.tol * 100:g}% of best)"
                            if evaluation.abs_tol is None else f"fraction solved (within {evaluation.abs_tol:g})")
         for ax in axes:

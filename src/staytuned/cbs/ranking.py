@@ -28,9 +28,12 @@ from staytuned.results import ScoreMatrix, natural_rank
 __all__ = [
     "RankStep",
     "Ranking",
+    "build_steps",
+    "check_rank_input",
     "check_tolerance",
     "covers",
     "greedy_order",
+    "mean_rows",
     "normalize",
     "rank",
     "tiebreak_order",
@@ -114,6 +117,7 @@ class Ranking:
     abs_tol: float | None
     n_configs: int
     notes: tuple[str, ...] = ()
+    method: str = "cbs"  # the ranker (staytuned.cbs.portfolios.RANKERS)
 
     @property
     def config_ids(self) -> list[str]:
@@ -121,6 +125,7 @@ class Ranking:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "method": self.method,
             "tol": self.tol,
             "abs_tol": self.abs_tol,
             "n_configs": self.n_configs,
@@ -198,37 +203,37 @@ def greedy_order(cov: np.ndarray, tiebreak: np.ndarray, k: int) -> tuple[np.ndar
     return np.array(order, dtype=np.int64), np.array(rounds, dtype=np.int64)
 
 
-def _mean_rows(a: np.ndarray) -> np.ndarray:
+def mean_rows(a: np.ndarray) -> np.ndarray:
+    """Row means ignoring NaN; NaN for all-NaN rows (without numpy's warning)."""
     cnt = (~np.isnan(a)).sum(axis=1)
     tot = np.where(np.isnan(a), 0.0, a).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(cnt > 0, tot / np.maximum(cnt, 1), np.nan)
 
 
-def rank(matrix: ScoreMatrix, tol: float = 0.01, abs_tol: float | None = None, k: int | None = None) -> Ranking:
-    """Greedy CBS ranking of ``matrix``'s configs, the first ``k`` (default all).
-
-    ``tol``: relative tolerance (0.01 = within 1% of the best); ``abs_tol``: absolute one
-    (overrides ``tol``). See the module docstring for the exact rule and tie-breaks.
-    """
-    check_tolerance(tol, abs_tol)
+def check_rank_input(matrix: ScoreMatrix, k: int | None) -> int:
+    """The number of picks to make (``k`` or every config); :class:`InputError` on an empty
+    matrix or a non-positive ``k``."""
     n, m = matrix.shape
     if n == 0 or m == 0:
         raise InputError("nothing to rank", value=f"{n} configs x {m} datasets",
                          expected="at least one config and one dataset")
     if k is not None and k < 1:
         raise InputError("k must be positive", field="k", value=k, expected="an integer >= 1")
-    kk = n if k is None else min(k, n)
-    cov = covers(matrix, tol, abs_tol)
-    norm = normalize(matrix)
-    mean_norm = _mean_rows(norm)
-    tb = tiebreak_order(mean_norm, natural_rank(matrix.config_ids))
-    order, rounds = greedy_order(cov, tb, kk)
+    return n if k is None else min(k, n)
+
+
+def build_steps(matrix: ScoreMatrix, order: np.ndarray, rounds: np.ndarray, cov: np.ndarray,
+                norm: np.ndarray, mean_norm: np.ndarray) -> list[RankStep]:
+    """The :class:`RankStep` of each pick of ``order`` (row indices, with their ``rounds``):
+    ``new_datasets`` = datasets it covers that no earlier pick of its round covers; coverage and
+    best-of-k are cumulative over the whole prefix, whatever the ranker."""
+    m = matrix.shape[1]
     steps = []
     ever = np.zeros(m, bool)
     in_round = np.zeros(m, bool)
     best = np.full(m, -np.inf)
-    prev_round = 1
+    prev_round = int(rounds[0]) if len(rounds) else 1
     has_any = ~np.isnan(norm)
     seen_any = np.zeros(m, bool)
     for i, (c, r) in enumerate(zip(order.tolist(), rounds.tolist(), strict=True)):
@@ -254,6 +259,24 @@ def rank(matrix: ScoreMatrix, tol: float = 0.01, abs_tol: float | None = None, k
                 mean_normalized=float(mean_norm[c]),
             )
         )
+    return steps
+
+
+def rank(matrix: ScoreMatrix, tol: float = 0.01, abs_tol: float | None = None, k: int | None = None) -> Ranking:
+    """Greedy CBS ranking of ``matrix``'s configs, the first ``k`` (default all).
+
+    ``tol``: relative tolerance (0.01 = within 1% of the best); ``abs_tol``: absolute one
+    (overrides ``tol``). See the module docstring for the exact rule and tie-breaks.
+    """
+    check_tolerance(tol, abs_tol)
+    n = matrix.shape[0]
+    kk = check_rank_input(matrix, k)
+    cov = covers(matrix, tol, abs_tol)
+    norm = normalize(matrix)
+    mean_norm = mean_rows(norm)
+    tb = tiebreak_order(mean_norm, natural_rank(matrix.config_ids))
+    order, rounds = greedy_order(cov, tb, kk)
+    steps = build_steps(matrix, order, rounds, cov, norm, mean_norm)
     return Ranking(
         steps=tuple(steps),
         order=order,

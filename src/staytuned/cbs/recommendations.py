@@ -174,7 +174,7 @@ def recommend(
     method: str | None = None,
     train_size: int | None = None,
     k: int | None = None,
-    tol: float = 0.01,
+    tol: float | str = 0.01,
     abs_tol: float | None = None,
     columns: ColumnSpec | None = None,
     direction: str | Mapping[str, str] | None = None,
@@ -185,7 +185,9 @@ def recommend(
 
     Without ``table``: the shipped recommendations (``k`` default: all ranks shipped). A model
     with no shipped recommendation raises :class:`InputError` listing the models there are.
-    With ``table`` (path or :class:`ResultsTable`): CBS ranking of the slice (``k`` default 3).
+    With ``table`` (path or :class:`ResultsTable`): CBS ranking of the slice (``k`` default 3);
+    ``tol="auto"`` picks CBS's tolerance by leave-one-dataset-out on the slice
+    (:func:`staytuned.cbs.tolerance.choose_tolerance`; the choice is in each recommendation's source).
     """
     if k is not None and k < 1:
         raise InputError("k must be positive", field="k", value=k, expected="an integer >= 1")
@@ -242,7 +244,7 @@ def _from_shipped(model: str | None, method: str | None, train_size: int | None,
 
 
 def _from_table(table: str | Path | ResultsTable, model: str | None, method: str | None,
-                train_size: int | None, k: int, tol: float, abs_tol: float | None,
+                train_size: int | None, k: int, tol: float | str, abs_tol: float | None,
                 columns: ColumnSpec | None, direction: str | Mapping[str, str] | None, agg: str) -> RecommendationSet:
     t = table if isinstance(table, ResultsTable) else load_results(table, columns)
     if model is not None and t.model is not None:
@@ -254,15 +256,26 @@ def _from_table(table: str | Path | ResultsTable, model: str | None, method: str
             stand_in, method = method.lower(), STAND_INS[method.lower()]
     sliced = t.slice(model=model, method=method, train_size=train_size)
     matrix = sliced.score_matrix(direction=direction, agg=agg)
-    ranking = rank(matrix, tol=tol, abs_tol=abs_tol, k=k)
+    from staytuned.cbs.tolerance import choose_tolerance, parse_tol
+
+    tol = parse_tol(tol)
+    tol_source: dict[str, Any] = {}
+    if tol == "auto":
+        if abs_tol is not None:
+            raise InputError("tol auto chooses a relative tolerance; it cannot go with abs_tol", field="tol",
+                             value="auto", expected="a number with abs_tol, or auto without it")
+        tol = choose_tolerance(matrix).tol
+        tol_source = {"tol_chosen_by": "auto (leave-one-dataset-out)"}
+    ranking = rank(matrix, tol=float(tol), abs_tol=abs_tol, k=k)
     the_model = model or (sliced.values("model") or ["(any)"])[0]
     the_method = method or next(iter(sliced.values("method")), None)
     ts = train_size if train_size is not None else next(iter(sliced.values("train_size")), None)
     recs = tuple(
         Recommendation(
             model=str(the_model), method=the_method, train_size=int(float(ts)) if ts is not None else None,
-            rank=s.rank, config=dict(s.hps), source={"results_table": t.source, "tol": tol, "abs_tol": abs_tol,
-                                                      "n_datasets": len(matrix.datasets), "n_configs": matrix.shape[0]},
+            rank=s.rank, config=dict(s.hps),
+            source={"results_table": t.source, "tol": tol, **tol_source, "abs_tol": abs_tol,
+                    "n_datasets": len(matrix.datasets), "n_configs": matrix.shape[0]},
             config_id=s.config_id, coverage=s.coverage, mean_best_of_k=s.mean_best_of_k, new_datasets=s.new_datasets,
         )
         for s in ranking.steps

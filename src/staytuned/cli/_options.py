@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, ClassVar, TypeVar
 
 import typer
 
 from staytuned.cli._common import check_output
-from staytuned.errors import StaytunedError
+from staytuned.errors import InputError, StaytunedError
 from staytuned.hparams.schema import CHECKPOINTING, EXECUTION, TRAINERS, check_execution
 
 
@@ -58,6 +58,48 @@ def _trainer(value: str) -> str:
 
 
 TrainerOpt = typer.Option("native", "--trainer", callback=_trainer, help=_EXEC_HELP["trainer"])
+
+
+def _checked(name: str) -> Callable[[Any], Any]:
+    """A callback that refuses (exit 2) a value the schema does not allow for setting ``name``."""
+    def check(value: Any) -> Any:
+        if value is None:
+            return value
+        try:
+            return check_execution({name: value})[name]
+        except InputError as exc:
+            raise typer.BadParameter(f"{value!r}: expected {exc.expected}" if exc.expected else str(exc)) from None
+
+    return check
+
+
+# The command trainer's options (docs/trainers.md); library errors name them by these flags.
+TRAINER_FLAGS = {"command": "--command", "command_format": "--command-format",
+                 "metric_file": "--metric-file", "metric_regex": "--metric-regex",
+                 "trial_timeout": "--trial-timeout",
+                 "distributed": "--distributed", "num_processes": "--num-processes"}
+CommandOpt = typer.Option(None, "--command", help=_EXEC_HELP["command"])
+CommandFormatOpt = typer.Option(None, "--command-format", callback=_checked("command_format"),
+                                help=_EXEC_HELP["command_format"])
+MetricFileOpt = typer.Option(None, "--metric-file", help=_EXEC_HELP["metric_file"])
+MetricRegexOpt = typer.Option(None, "--metric-regex", help=_EXEC_HELP["metric_regex"])
+TrialTimeoutOpt = typer.Option(None, "--trial-timeout", callback=_checked("trial_timeout"),
+                               help=_EXEC_HELP["trial_timeout"])
+# The trl trainer's options.
+DistributedOpt = typer.Option(None, "--distributed", callback=_checked("distributed"),
+                              help=_EXEC_HELP["distributed"])
+NumProcessesOpt = typer.Option(None, "--num-processes", callback=_checked("num_processes"),
+                               help=_EXEC_HELP["num_processes"])
+
+
+def check_trainer(trainer: str, options: Mapping[str, Any] | None) -> None:
+    """Refuse a trainer's options before any model loads or trial runs: an option of another
+    trainer, a missing --command, an unknown placeholder, a bad --metric-regex (InputError naming
+    the setting; render it with :data:`TRAINER_FLAGS`)."""
+    if trainer == "command" or any(v is not None for v in (options or {}).values()):
+        from staytuned.finetune.trainers import get_trainer
+
+        get_trainer(trainer, options)
 
 
 class OptionGroup:

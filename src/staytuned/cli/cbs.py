@@ -24,7 +24,7 @@ from staytuned.cli._options import JsonOpt, OptionGroup, QuietOpt, VerboseOpt, g
 from staytuned.errors import InputError
 
 if TYPE_CHECKING:
-    from staytuned.cbs import Evaluation, Ranking, RecommendationSet
+    from staytuned.cbs import Evaluation, Ranking, RecommendationSet, TolChoice
     from staytuned.results import ColumnSpec, ResultsTable
 
 HP_HELP = (
@@ -61,7 +61,7 @@ Model = typer.Option(None, "--model", help="Use only rows of this model (aliases
 Method = typer.Option(None, "--method", help="Use only rows of this method (lora, qlora, full).")
 TrainSize = typer.Option(None, "--train-size", help="Use only rows of this train size.")
 Direction = typer.Option(None, "--direction", help="max (higher is better) or min; or per metric, e.g. 'loss=min,accuracy=max'. Default: from the metric name (loss/perplexity/error-like = min), else max.")
-Tol = typer.Option(0.01, "--tol", help="Relative tolerance: a config covers a dataset when within tol*|best| of the best (0.01 = 1%).")
+TolAuto = typer.Option("0.01", "--tol", help="Relative tolerance: a config covers a dataset when within tol*|best| of the best (0.01 = 1%); 'auto': the candidate (0, 0.25%, 0.5%, 1%, 2%, 5%, 10%) whose CBS ranking scores best by leave-one-dataset-out on the table (mean best-of-k, k = 1..3).")
 AbsTol = typer.Option(None, "--abs-tol", help="Absolute tolerance (overrides --tol).")
 Agg = typer.Option("mean", "--agg", help="How repeated runs (seeds, duplicate rows) of a cell combine: mean | median | max | min.")
 ChooseSplit = typer.Option("auto", "--choose-split", help="Split whose scores rank/choose, e.g. Dev. 'auto': the test score column if filled, else X-Dev/X-Test pairs if present, else all datasets; 'all' (rank) / 'none' (evaluate): no pairing.")
@@ -101,8 +101,9 @@ TABLE_FLAGS = {
     **{f"ColumnSpec.{role}": f"--{role.replace('_', '-')}-col" for role in _ROLES},
     "ColumnSpec.hps": "--hp-cols", "ColumnSpec.ignore": "--ignore-cols",
     **{f"slice({axis}=...)": f"--{axis.replace('_', '-')}" for axis in ("model", "method", "train_size")},
-    "abs_tol": "--abs-tol", "random_perms": "--random-perms",
+    "abs_tol": "--abs-tol", "random_perms": "--random-perms", "tol": "--tol",
 }
+SHOWN = 50  # ranks printed when --k is not given (all of them are in --json)
 
 
 def _csv_list(text: str | None) -> tuple[str, ...] | None:
@@ -186,37 +187,72 @@ def _check_out_path(path: Path | None, suffixes: tuple[str, ...], flag: str) -> 
 
 
 # -- cbs rank ---------------------------------------------------------------------------------
-@cbs_app.command("rank", help="Rank the configs of a results table by greedy coverage. " + HP_HELP)
+@cbs_app.command("rank", help="Rank the configs of a results table by greedy coverage (CBS) or a portfolio ranker. " + HP_HELP)
 @grouped
 def rank_cmd(
     table: Path = TableArg,
     cols: OptionGroup = table_columns.param(without=("test_score_col", "group_col")),
     rows: OptionGroup = row_filter.param(),
+    ranker: str = typer.Option("cbs", "--ranker", help="Ranking method: cbs (greedy coverage) | zeroshot (greedy portfolio by per-dataset rank) | greedy-portfolio (greedy portfolio by normalized score) | best-average (mean normalized score)."),
     direction: str | None = Direction,
-    tol: float = Tol,
+    tol: str = TolAuto,
     abs_tol: float | None = AbsTol,
-    k: int | None = typer.Option(None, "--k", help="Rank this many configs (default all)."),
+    k: int | None = typer.Option(None, "--k", help=f"Rank this many configs (default all; the first {SHOWN} are printed, all go to --json)."),
     agg: str = Agg,
     choose_split: str = typer.Option("auto", "--choose-split", help="Rank on the datasets of this split only (e.g. Dev). 'auto': Dev when X-Dev/X-Test pairs exist, else all; 'all': every dataset."),
     json_path: str | None = JsonOpt,
     quiet: bool = QuietOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
-    with cli_errors(), flag_names(TABLE_FLAGS):
-        from staytuned.cbs import rank
+    with cli_errors(), flag_names({**TABLE_FLAGS, "method": "--ranker"}):
+        from staytuned.cbs import check_ranker, choose_tolerance, rank_by
 
+        check_ranker(ranker)
+        tol_value = _parse_tol(tol, abs_tol)
+        if k is not None and k < 1:
+            raise InputError("k must be positive", field="k", value=k, expected="an integer >= 1")
         t = _slice(_load(table, verbose, **cols.values()), **rows.values())
         matrix, what = t.choose_matrix(choose_split, direction=_direction(direction), agg=agg)
-        ranking = rank(matrix, tol=tol, abs_tol=abs_tol, k=k)
+        choice = None
+        if tol_value == "auto":
+            choice = choose_tolerance(matrix)
+            tol_value = choice.tol
+        assert isinstance(tol_value, float)
+        # Every ranker is greedy, so its first ranks do not depend on how many follow: without
+        # --json only the printed ones are computed.
+        n_ranks = matrix.shape[0] if k is None else min(k, matrix.shape[0])
+        ranking = rank_by(matrix, ranker, tol=tol_value, abs_tol=abs_tol,
+                          k=k if k is not None or json_path is not None else SHOWN)
         if not quiet:
-            err.print(f"ranked {len(ranking.steps)} of {matrix.shape[0]} configs on {matrix.shape[1]} datasets ({what}); "
-                      f"direction {matrix.direction}")
+            err.print(f"ranked {n_ranks} of {matrix.shape[0]} configs on {matrix.shape[1]} datasets ({what}); "
+                      f"direction {matrix.direction}; ranker {ranker}")
+            if choice is not None:
+                err.print(_tol_line(choice))
         _notes(ranking.notes, quiet)
         if json_path != "-":
-            _print_ranking(ranking, len(matrix.datasets))
+            _print_ranking(ranking, len(matrix.datasets), shown=None if k is not None else SHOWN, total=n_ranks)
         payload = ranking.to_dict()
         payload.update(source=str(table), datasets_used=what, direction=matrix.direction)
+        if choice is not None:
+            payload["tol_choice"] = choice.to_dict()
         write_json(json_path, payload)
+
+
+def _parse_tol(text: str, abs_tol: float | None) -> float | str:
+    """``--tol``: a number or 'auto' (which cannot go with --abs-tol)."""
+    from staytuned.cbs import parse_tol
+
+    value = parse_tol(text)
+    if value == "auto" and abs_tol is not None:
+        raise InputError("--tol auto chooses a relative tolerance; it cannot go with --abs-tol", field="tol",
+                         value="auto", expected="a number with --abs-tol, or auto without it")
+    return value
+
+
+def _tol_line(choice: TolChoice) -> str:
+    scores = ", ".join(f"{c:g}: {s:.3f}" for c, s in zip(choice.candidates, choice.scores, strict=True))
+    return (f"tol auto: chose {choice.tol:g} ({choice.tol * 100:g}%) by {choice.scheme}, mean best-of-k over "
+            f"k=1..{choice.k} per candidate: {scores}")
 
 
 def _slice(t: ResultsTable, model: str | None, method: str | None, train_size: str | None) -> ResultsTable:
@@ -229,14 +265,28 @@ def _slice(t: ResultsTable, model: str | None, method: str | None, train_size: s
     return t.slice(model=model, method=method, train_size=train_size)
 
 
-def _print_ranking(ranking: Ranking, m: int) -> None:
-    tab = Table(title=f"CBS ranking (tol {ranking.tol:g})" if ranking.abs_tol is None else f"CBS ranking (abs tol {ranking.abs_tol:g})")
+_RANKER_TITLES = {"cbs": "CBS ranking", "zeroshot": "Zero-shot portfolio (by rank)",
+                  "greedy-portfolio": "Greedy portfolio (by normalized score)", "best-average": "Best-average ranking"}
+
+
+def _print_ranking(ranking: Ranking, m: int, shown: int | None = None, total: int | None = None) -> None:
+    """The ranking as a table: every rank, or the first ``shown`` of ``total`` (rendering
+    thousands of folded rows takes seconds and no one reads them on a terminal; --json holds
+    them all)."""
+    total = len(ranking.steps) if total is None else total
+    what = "tol" if ranking.method == "cbs" else "coverage at tol"
+    tol = f"{what} {ranking.tol:g}" if ranking.abs_tol is None else f"{what.replace('tol', 'abs tol')} {ranking.abs_tol:g}"
+    steps = ranking.steps if shown is None else ranking.steps[:shown]
+    caption = None
+    if len(steps) < total:
+        caption = f"the first {len(steps)} of {total} ranks; --k N prints N, --json PATH writes all"
+    tab = Table(title=f"{_RANKER_TITLES.get(ranking.method, ranking.method)} ({tol})", caption=caption)
     for col, just in (("rank", "right"), ("config", "left"), ("HPs", "left"), ("round", "right"),
                       ("newly covers", "left"), ("coverage", "right"), ("best-of-k", "right")):
         # HPs are the widest cell: let them take the room and fold, keep the numbers on one line.
         tab.add_column(col, justify=just, ratio=4 if col == "HPs" else None, overflow="fold",  # type: ignore[arg-type]
                        no_wrap=col not in ("HPs", "newly covers"))
-    for s in ranking.steps:
+    for s in steps:
         new = ", ".join(s.new_datasets[:4]) + (f" +{len(s.new_datasets) - 4}" if len(s.new_datasets) > 4 else "")
         tab.add_row(str(s.rank), s.config_id, _hps_text(s.hps), str(s.round), f"{len(s.new_datasets)}: {new}" if new else "0",
                     f"{s.covered}/{m}", f"{s.mean_best_of_k:.4f}")
@@ -244,14 +294,14 @@ def _print_ranking(ranking: Ranking, m: int) -> None:
 
 
 # -- cbs evaluate -----------------------------------------------------------------------------
-@cbs_app.command("evaluate", help="Leave-one-dataset-out (or leave-one-group-out) evaluation of CBS against baselines. " + HP_HELP)
+@cbs_app.command("evaluate", help="Leave-one-dataset-out (or leave-one-group-out) evaluation of CBS against baselines (zero-shot and greedy portfolios, best-average, random, default, oracle). " + HP_HELP)
 @grouped
 def evaluate_cmd(
     table: Path = TableArg,
     cols: OptionGroup = table_columns.param(),
     rows: OptionGroup = row_filter.param(),
     direction: str | None = Direction,
-    tol: float = Tol,
+    tol: str = typer.Option("0.01", "--tol", help="Relative tolerance of CBS's coverage and of 'solved' (0.01 = 1%); 'auto': CBS's tolerance is chosen in each fold by an inner leave-one-out on that fold's training datasets (nested; candidates 0 to 10%, objective mean best-of-k for k = 1..3), and 'solved' stays 1%."),
     abs_tol: float | None = AbsTol,
     k: int = typer.Option(10, "--k", help="Evaluate best-of-top-k for k = 1..K."),
     agg: str = Agg,
@@ -269,6 +319,7 @@ def evaluate_cmd(
     with cli_errors(), flag_names(TABLE_FLAGS):
         from staytuned.cbs import evaluate
 
+        tol_value = _parse_tol(tol, abs_tol)
         _check_out_path(csv_path, (), "--csv")
         _check_out_path(plot_path, (".png", ".svg"), "--plot")
         columns = cols.values()
@@ -285,12 +336,16 @@ def evaluate_cmd(
                                  value=[d for d, g in of.items() if g is None][:5], expected="a group in every row")
             groups = {d: g for d, g in of.items() if g is not None}
         with _progress(quiet, "leave-one-out folds") as on_fold:
-            evaluation = evaluate(choose, scoring, groups=groups, tol=tol, abs_tol=abs_tol, k=k,
+            evaluation = evaluate(choose, scoring, groups=groups, tol=tol_value, abs_tol=abs_tol, k=k,
                                   default_config=default_config, random_perms=random_perms, seed=seed,
                                   on_fold=on_fold)
         if not quiet:
             err.print(f"{evaluation.scheme} over {len(evaluation.held_out)} datasets x {choose.shape[0]} configs; {what}; "
                       f"random baseline: {evaluation.random}")
+            if evaluation.tol_per_fold is not None:
+                chosen = ", ".join(f"{g}: {t:g}" for g, t in evaluation.tol_per_fold.items())
+                err.print(f"tol auto: CBS's tolerance per fold (inner leave-one-out) {chosen}; solved = within "
+                          f"{evaluation.tol:g}")
         _notes(evaluation.notes, quiet)
         if json_path != "-":
             _print_evaluation(evaluation)
@@ -325,7 +380,10 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def _print_evaluation(ev: Evaluation) -> None:
-    tab = Table(title=f"{ev.scheme}: mean best-of-top-k normalized score / fraction solved")
+    tab = Table(title=f"{ev.scheme}: mean best-of-top-k normalized score / fraction solved",
+                caption="zeroshot, greedy-portfolio: greedy portfolios by rank / by normalized score "
+                        "(baselines, built on the same training datasets)"
+                if {"zeroshot", "greedy-portfolio"} & set(ev.methods) else None)
     tab.add_column("k", justify="right")
     for name in ev.methods:
         tab.add_column(name, justify="right")
@@ -345,7 +403,7 @@ def recommend_cmd(
     cols: OptionGroup = table_columns.param(without=("test_score_col", "status_col", "seed_col", "metric_col",
                                                      "split_col", "group_col")),
     direction: str | None = Direction,
-    tol: float = Tol,
+    tol: str = TolAuto,
     abs_tol: float | None = AbsTol,
     agg: str = Agg,
     json_path: str | None = JsonOpt,
@@ -362,7 +420,8 @@ def recommend_cmd(
             recs = recommend(model=model, method=method, train_size=train_size, k=k)
         else:
             t = _load(table, verbose, **cols.values())
-            recs = recommend(t, model=model, method=method, train_size=train_size, k=k, tol=tol, abs_tol=abs_tol,
+            recs = recommend(t, model=model, method=method, train_size=train_size, k=k,
+                             tol=_parse_tol(tol, abs_tol), abs_tol=abs_tol,
                              direction=_direction(direction), agg=agg)
         _notes(recs.notes, quiet)
         if json_path != "-":

@@ -14,16 +14,25 @@ from staytuned.cli import cbs as cbs_cli  # the column flags of `cbs evaluate`, 
 from staytuned.cli._common import EXIT_FAILED, check_output, cli_errors, err, out, write_json
 from staytuned.cli._flags import flag_names
 from staytuned.cli._options import (
+    TRAINER_FLAGS,
     CheckpointingOpt,
+    CommandFormatOpt,
+    CommandOpt,
     DeviceOpt,
+    DistributedOpt,
     JsonOpt,
+    MetricFileOpt,
+    MetricRegexOpt,
     MicroBatchOpt,
+    NumProcessesOpt,
     OptionGroup,
     PrecisionOpt,
     QuietOpt,
     ThreadsOpt,
     TrainerOpt,
+    TrialTimeoutOpt,
     VerboseOpt,
+    check_trainer,
     grouped,
 )
 from staytuned.errors import InputError
@@ -34,7 +43,7 @@ if TYPE_CHECKING:
     from staytuned.search.executors import Executor
     from staytuned.search.storage import HeartbeatSettings
 
-STRATEGY_HELP = "grid | random | tpe | gp | cbs | cbs+tpe | cbs-adaptive"
+STRATEGY_HELP = "grid | random | tpe | gp | cbs | cbs+tpe | cbs-adaptive | zeroshot | greedy-portfolio | transfer"
 
 # The API parameter (or field) a library error names -> the flag that sets it here.
 _EXECUTOR_FLAGS = {"workers": "--workers", "n_workers": "--workers", "backend": "--backend",
@@ -43,7 +52,8 @@ _EXECUTOR_FLAGS = {"workers": "--workers", "n_workers": "--workers", "backend": 
                    "share_gpus": "--share-gpus",
                    "precision": "--precision", "device": "--device", "threads": "--threads",
                    "micro_batch_size": "--micro-batch-size",
-                   "gradient_checkpointing": "--gradient-checkpointing", "trainer": "--trainer"}
+                   "gradient_checkpointing": "--gradient-checkpointing", "trainer": "--trainer",
+                   **TRAINER_FLAGS}
 TUNE_FLAGS = {**_EXECUTOR_FLAGS, "n_trials": "--trials", "method": "--method", "model": "--model",
               "strategy": "--strategy", "pruner": "--pruner", "cbs_table": "--cbs-table",
               "offline": "--cbs-table", "cbs_k": "--cbs-k", "study": "--study",
@@ -51,7 +61,7 @@ TUNE_FLAGS = {**_EXECUTOR_FLAGS, "n_trials": "--trials", "method": "--method", "
 GRID_FLAGS = {**_EXECUTOR_FLAGS, "cells": "--tasks", "study": "--name", "study_name": "--name",
               "train_size": "--train-sizes", "eval_size": "--eval-size"}
 SIMULATE_FLAGS = {**cbs_cli.TABLE_FLAGS, "strategies": "--strategies", "cbs_k": "--cbs-k",
-                  "tol": "--tol", "k": "--k", "seeds": "--seeds"}
+                  "tol": "--tol", "k": "--k", "seeds": "--seeds", "rankers": "--rankers"}
 
 
 def _csv(text: str | None) -> list[str]:
@@ -133,6 +143,13 @@ class RunOptions(OptionGroup):
     micro_batch_size: int | None = MicroBatchOpt
     gradient_checkpointing: str = CheckpointingOpt
     trainer: str = TrainerOpt
+    command: str | None = CommandOpt
+    command_format: str | None = CommandFormatOpt
+    metric_file: str | None = MetricFileOpt
+    metric_regex: str | None = MetricRegexOpt
+    trial_timeout: float | None = TrialTimeoutOpt
+    distributed: str | None = DistributedOpt
+    num_processes: int | None = NumProcessesOpt
     json_path: str | None = JsonOpt
     quiet: bool = QuietOpt
     verbose: bool = VerboseOpt
@@ -140,8 +157,13 @@ class RunOptions(OptionGroup):
     def execution(self) -> ExecutionSettings:
         from staytuned.hparams.execution import ExecutionSettings
 
-        return ExecutionSettings(self.precision, self.micro_batch_size, self.device, self.threads,
-                                 self.gradient_checkpointing, self.trainer)
+        settings = ExecutionSettings(self.precision, self.micro_batch_size, self.device, self.threads,
+                                     self.gradient_checkpointing, self.trainer, command=self.command,
+                                     command_format=self.command_format, metric_file=self.metric_file,
+                                     metric_regex=self.metric_regex, trial_timeout=self.trial_timeout,
+                                     distributed=self.distributed, num_processes=self.num_processes)
+        check_trainer(settings.trainer, settings.trial_kwargs().get("trainer_options"))
+        return settings
 
     def start(self) -> tuple[Executor, int | None, str]:
         """Logs quieted; the executor of --backend and its options, checked; the number of
@@ -417,7 +439,8 @@ def export_cmd(
 
 def simulate_cmd(
     table: Path = typer.Argument(..., help="Results table (CSV, Parquet, JSONL)."),
-    strategies: str = typer.Option("grid,random,tpe,gp,cbs,cbs+tpe,cbs-adaptive", "--strategies", help="Comma list: " + STRATEGY_HELP),
+    strategies: str = typer.Option("grid,random,tpe,gp,cbs,cbs+tpe,cbs-adaptive,transfer", "--strategies", help="Comma list: " + STRATEGY_HELP),
+    rankers: str = typer.Option("cbs,zeroshot,greedy-portfolio,best-average", "--rankers", help="Static rankings reported beside the strategies as static:<ranker> (comma list; '' for none)."),
     k: int = typer.Option(10, "--k", help="Trials per held-out dataset (best-of-k for k = 1..K)."),
     seeds: int = typer.Option(10, "--seeds", help="Seeds of the stochastic strategies."),
     cbs_k: int = typer.Option(3, "--cbs-k", help="cbs+tpe: CBS configs before TPE."),
@@ -471,7 +494,8 @@ def simulate_cmd(
                 bar.update("simulating", step, total)
 
             sim = simulate(choose, scoring, strategies=names, k=k, seeds=seeds, tol=tol,
-                           cbs_k=cbs_k, progress=tick)
+                           cbs_k=cbs_k, progress=tick,
+                           rankers=[r.strip() for r in rankers.split(",") if r.strip()])
         if json_path != "-":
             _print_sim(sim)
         payload = sim.to_dict()

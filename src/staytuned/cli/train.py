@@ -15,7 +15,23 @@ from rich.table import Table
 from staytuned._util.mapping import read_mapping
 from staytuned._util.parse import parse_assignments
 from staytuned.cli._common import EXIT_FAILED, check_output, cli_errors, err, out, write_json
-from staytuned.cli._options import CheckpointingOpt, JsonOpt, QuietOpt, TrainerOpt, VerboseOpt
+from staytuned.cli._flags import flag_names
+from staytuned.cli._options import (
+    TRAINER_FLAGS,
+    CheckpointingOpt,
+    CommandFormatOpt,
+    CommandOpt,
+    DistributedOpt,
+    JsonOpt,
+    MetricFileOpt,
+    MetricRegexOpt,
+    NumProcessesOpt,
+    QuietOpt,
+    TrainerOpt,
+    TrialTimeoutOpt,
+    VerboseOpt,
+    check_trainer,
+)
 from staytuned.cli._progress import step_progress
 from staytuned.errors import InputError
 from staytuned.hparams.schema import EXECUTION, TRAIN
@@ -105,6 +121,13 @@ def register(app: typer.Typer) -> None:
         threads: int | None = typer.Option(None, "--threads", help=_EXEC_HELP["threads"] + " OMP_NUM_THREADS counts as a request."),
         checkpointing: str = CheckpointingOpt,
         trainer: str = TrainerOpt,
+        command: str | None = CommandOpt,
+        command_format: str | None = CommandFormatOpt,
+        metric_file: str | None = MetricFileOpt,
+        metric_regex: str | None = MetricRegexOpt,
+        trial_timeout: float | None = TrialTimeoutOpt,
+        distributed: str | None = DistributedOpt,
+        num_processes: int | None = NumProcessesOpt,
         json_path: str | None = JsonOpt,
         quiet: bool = QuietOpt,
         verbose: bool = VerboseOpt,
@@ -120,7 +143,11 @@ def register(app: typer.Typer) -> None:
             "lora_alpha": lora_alpha, "lora_dropout": lora_dropout,
             "lora_target_modules": lora_target_modules,
         }
-        with cli_errors():
+        options = {"command": command, "command_format": command_format, "metric_file": metric_file,
+                   "metric_regex": metric_regex, "trial_timeout": trial_timeout,
+                   "distributed": distributed, "num_processes": num_processes}
+        with cli_errors(), flag_names(TRAINER_FLAGS):
+            check_trainer(trainer, options)  # before the model loads
             # HPs from a JSON or YAML mapping (a top-level ``config:`` mapping is also accepted)
             values = (read_mapping(config_file, what="config file", unwrap="config",
                                    expected="a mapping of hyperparameter names to values")
@@ -143,7 +170,8 @@ def register(app: typer.Typer) -> None:
                                  expected="loglik | generate")
             result = _run(model, task, config, n_train, n_eval, eval_split, data_seed, eval_test,
                           label_scoring, eval_only, save_dir, device, threads, precision, quiet, verbose,
-                          checkpointing=checkpointing, trainer=trainer)
+                          checkpointing=checkpointing, trainer=trainer,
+                          trainer_options={k: v for k, v in options.items() if v is not None})
         if not quiet and json_path != "-":
             _print_result(result, verbose)
         if result.error and (result.status == "failed" or not quiet):

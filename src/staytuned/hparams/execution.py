@@ -26,6 +26,15 @@ class ExecutionSettings:
     threads: int | None = None
     gradient_checkpointing: str = "auto"
     trainer: str = "native"
+    # command trainer options (docs/trainers.md)
+    command: str | None = None
+    command_format: str | None = None
+    metric_file: str | None = None
+    metric_regex: str | None = None
+    trial_timeout: float | None = None
+    # trl trainer options
+    distributed: str | None = None
+    num_processes: int | None = None
 
     def __post_init__(self) -> None:
         for name, value in check_execution(asdict(self)).items():

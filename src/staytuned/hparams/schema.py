@@ -33,6 +33,10 @@ CHECKPOINTING = ("auto", "on", "off")
 #: Who trains a trial (:mod:`staytuned.finetune.trainers`): staytuned's own loop, TRL's
 #: SFTTrainer, or the user's own training command.
 TRAINERS = ("native", "trl", "command")
+#: How a ``trl`` trial spreads over processes (its ``distributed`` option).
+DISTRIBUTED = ("auto", "none", "fsdp", "deepspeed")
+#: Formats of the config file the command trainer writes for its command (``{config}``).
+COMMAND_FORMATS = ("json", "axolotl", "llama-factory", "trl")
 #: Default peak learning rate per method (``learning_rate: None`` means this).
 DEFAULT_LR: dict[str, float] = {"lora": 1e-4, "qlora": 1e-4, "full": 1e-5}
 
@@ -216,6 +220,33 @@ EXECUTION: tuple[HParam, ...] = (
     HParam("trainer", str, "native",
            "Who trains each trial: native (staytuned's lean loop), trl (TRL's SFTTrainer) or command "
            "(your own training command).", kind="execution", choices=TRAINERS),
+    # Options of the command trainer (docs/trainers.md). None = unset, so that they reach no other trainer.
+    HParam("command", str, None,
+           "Your training command, run once per trial, e.g. `axolotl train {config}` or "
+           "`python train.py --lr {learning_rate} --out {output_dir}` (placeholders: docs/trainers.md).",
+           kind="execution", nullable=True, trainers=("command",)),
+    HParam("command_format", str, None,
+           "Format of the {config} file written for the command: json (default), axolotl, llama-factory "
+           "or trl.", kind="execution", choices=COMMAND_FORMATS, nullable=True, trainers=("command",)),
+    HParam("metric_file", str, None,
+           "JSON file the command writes its score to (default {output_dir}/metrics.json).",
+           kind="execution", nullable=True, trainers=("command",)),
+    HParam("metric_regex", str, None,
+           "Regex read on the command's output lines when there is no metric file: a group named "
+           "score (or one group); with a group named epoch, per-epoch scores for pruning.",
+           kind="execution", nullable=True, trainers=("command",)),
+    HParam("trial_timeout", float, None,
+           "Seconds a trial's command may run before its process group is killed (default: no limit).",
+           kind="execution", low=0.0, low_open=True, nullable=True, trainers=("command",)),
+    # Options of the trl trainer (README "Trainers"). None = unset (auto / every visible GPU).
+    HParam("distributed", str, None,
+           "How a trl trial spreads over processes: auto (default: accelerate launch with FSDP only when "
+           "the memory planner says it does not fit on one GPU and several are visible), none (this "
+           "process), fsdp or deepspeed (ZeRO-3) under accelerate launch.", kind="execution",
+           choices=DISTRIBUTED, nullable=True, trainers=("trl",)),
+    HParam("num_processes", int, None,
+           "Processes (GPUs) of a trl trial's accelerate launch (default: every visible GPU).",
+           kind="execution", low=1, nullable=True, trainers=("trl",)),
 )
 
 #: Names that say how a run executes, never what is trained.

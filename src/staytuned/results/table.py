@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -19,9 +20,32 @@ from staytuned.results.columns import check_direction, infer_direction
 from staytuned.results.matrix import ScoreMatrix
 from staytuned.results.order import natural_key
 
-__all__ = ["AGGREGATIONS", "ResultsTable", "loose_key", "nearest_size"]
+__all__ = ["AGGREGATIONS", "ResultsTable", "loose_key", "nearest_size", "remember_codes"]
 
 AGGREGATIONS = ("mean", "median", "max", "min")
+
+# Per-row text columns (dataset, config) -> (code per row, distinct values), keyed by the array
+# object itself: the reader knows them already, and a 1M-row table would otherwise pay a dict
+# lookup per row in every matrix it cuts. Only ever read for the very array they were made for.
+_CODES: dict[int, tuple[weakref.ref[np.ndarray], np.ndarray, list[Any]]] = {}
+
+
+def remember_codes(arr: np.ndarray, codes: np.ndarray, values: Sequence[Any]) -> None:
+    """Record that ``arr[i] == values[codes[i]]`` (the reader calls this; arrays are immutable)."""
+    key = id(arr)
+    _CODES[key] = (weakref.ref(arr, lambda _ref: _CODES.pop(key, None)), codes, list(values))
+
+
+def _codes(arr: np.ndarray) -> tuple[np.ndarray, list[Any]]:
+    """(code per row, distinct values) of an object array, remembered or computed once."""
+    hit = _CODES.get(id(arr))
+    if hit is not None and hit[0]() is arr:
+        return hit[1], hit[2]
+    index: dict[Any, int] = {}
+    codes = np.fromiter((index.setdefault(v, len(index)) for v in arr.tolist()), np.int64, len(arr))
+    values = list(index)
+    remember_codes(arr, codes, values)
+    return codes, values
 
 
 def nearest_size(sizes: Sequence[int], want: int | None) -> int:
@@ -63,11 +87,11 @@ class ResultsTable:
 
     @property
     def datasets(self) -> list[str]:
-        return sorted(set(self.dataset.tolist()), key=natural_key)
+        return sorted(_used(*_codes(self.dataset)), key=natural_key)
 
     @property
     def config_ids(self) -> list[str]:
-        return sorted(set(self.config.tolist()), key=natural_key)
+        return sorted(_used(*_codes(self.config)), key=natural_key)
 
     def values(self, axis: str) -> list[str]:
         """Distinct values of ``model``/``method``/``train_size``/``metric``/``split``/``group``."""
@@ -82,7 +106,10 @@ class ResultsTable:
             v = getattr(self, f.name)
             if isinstance(v, np.ndarray):
                 kw[f.name] = v[mask]
-        kept = set(kw["config"].tolist())
+        for name in ("dataset", "config"):  # the codes of the kept rows stay valid
+            codes, values = _codes(getattr(self, name))
+            remember_codes(kw[name], codes[mask], values)
+        kept = set(_used(*_codes(kw["config"])))
         kw["hps"] = {c: h for c, h in self.hps.items() if c in kept}
         if note:
             kw["notes"] = (*self.notes, note)
@@ -112,11 +139,18 @@ class ResultsTable:
                                  expected=f"one of {self.values(axis)}")
             mask &= hit
         if datasets is not None:
-            mask &= np.isin(self.dataset, list(datasets))
+            mask &= self._rows_of(datasets)
         if not mask.any():
             raise InputError("the slice is empty", file=self.source,
                              expected="a model/method/train size combination present in the table")
         return self._take(mask)
+
+    def _rows_of(self, datasets: Iterable[str]) -> np.ndarray:
+        """Bool per row: its dataset is one of ``datasets``."""
+        codes, values = _codes(self.dataset)
+        wanted = set(datasets)
+        out: np.ndarray = np.array([v in wanted for v in values], dtype=bool)[codes]
+        return out
 
     def _check_single(self, axis: str) -> None:
         vals = self.values(axis)
@@ -150,31 +184,40 @@ class ResultsTable:
         if score is None:
             raise InputError("the table has no test score column", file=self.source, column="score_test",
                              expected="a second score column (`ColumnSpec.test_score`)")
-        mask = np.ones(len(self), bool) if datasets is None else np.isin(self.dataset, list(datasets))
+        mask = None if datasets is None else self._rows_of(datasets)
         if use != "score":
             # A run without a test value was not evaluated on test: missing, not failed.
-            mask &= ~(np.isnan(score) & ~self.failed)
-        if not mask.any():
+            tested = ~(np.isnan(score) & ~self.failed)
+            mask = tested if mask is None else mask & tested
+        if mask is not None and not mask.any():
             raise InputError("no runs to build a score matrix from", file=self.source,
                              expected="at least one row with a dataset and a score")
-        ds_all = self.dataset[mask]
+        if mask is not None and mask.all():
+            mask = None  # every row: no copies (a 1M-row table makes every copy count)
+        dcodes, dvalues = _codes(self.dataset)
+        ccodes, cvalues = _codes(self.config)
+        sc = score
+        if mask is not None:
+            dcodes, ccodes, sc = dcodes[mask], ccodes[mask], score[mask]
         if rename:
-            ds_all = np.array([rename.get(d, d) for d in ds_all.tolist()], dtype=object)
-        cfg_all = self.config[mask]
-        sc = score[mask]
-        fl = self.failed[mask] | np.isnan(sc)
-        dnames = sorted(set(ds_all.tolist()), key=natural_key)
-        cids = sorted(set(cfg_all.tolist()), key=natural_key)
+            dvalues = [rename.get(d, d) for d in dvalues]
+        fl = (self.failed if mask is None else self.failed[mask]) | np.isnan(sc)
+        if mask is None:
+            mask = np.ones(len(self), bool)
+        dnames = sorted(set(_used(dcodes, dvalues)), key=natural_key)
+        cids = sorted(set(_used(ccodes, cvalues)), key=natural_key)
         dpos = {d: j for j, d in enumerate(dnames)}
         cpos = {c: i for i, c in enumerate(cids)}
-        di = np.fromiter((dpos[d] for d in ds_all.tolist()), int, len(ds_all))
-        ci = np.fromiter((cpos[c] for c in cfg_all.tolist()), int, len(cfg_all))
+        di = np.array([dpos.get(d, -1) for d in dvalues], dtype=np.int64)[dcodes]
+        ci = np.array([cpos.get(c, -1) for c in cvalues], dtype=np.int64)[ccodes]
+        ci *= len(dnames)
+        ci += di  # the cell of each run, in place
+        ds_all = None if self.metric is None and self.group is None else np.array(dnames, dtype=object)[di]
         n, m = len(cids), len(dnames)
-        cell = ci * m + di
+        cell = ci
         ran = np.zeros(n * m, bool)
         ran[cell] = True
-        ok = ~fl
-        values = _aggregate(cell[ok], sc[ok], n * m, agg)
+        values = _aggregate(cell, sc, n * m, agg) if not fl.any() else _aggregate(cell[~fl], sc[~fl], n * m, agg)
         failed = ran & np.isnan(values)
         # directions per dataset
         metric_of = self._metric_per_dataset(ds_all, mask, dnames)
@@ -200,9 +243,10 @@ class ResultsTable:
             notes=tuple(notes),
         )
 
-    def _metric_per_dataset(self, ds: np.ndarray, mask: np.ndarray, dnames: list[str]) -> dict[str, str | None]:
+    def _metric_per_dataset(self, ds: np.ndarray | None, mask: np.ndarray,
+                            dnames: list[str]) -> dict[str, str | None]:
         out: dict[str, str | None] = {d: None for d in dnames}
-        if self.metric is None:
+        if self.metric is None or ds is None:
             return out
         seen: dict[str, set[str]] = {d: set() for d in dnames}
         for d, mt in zip(ds.tolist(), self.metric[mask].tolist(), strict=True):
@@ -215,9 +259,9 @@ class ResultsTable:
             out[d] = next(iter(s)) if s else None
         return out
 
-    def _group_per_dataset(self, ds: np.ndarray, mask: np.ndarray,
+    def _group_per_dataset(self, ds: np.ndarray | None, mask: np.ndarray,
                            dnames: list[str]) -> tuple[str | None, ...] | None:
-        if self.group is None:
+        if self.group is None or ds is None:
             return None
         seen: dict[str, set[str | None]] = {d: set() for d in dnames}
         for d, g in zip(ds.tolist(), self.group[mask].tolist(), strict=True):
@@ -237,7 +281,7 @@ class ResultsTable:
             seen = dict.fromkeys(zip(self.dataset.tolist(), self.split.tolist(), strict=True))
             return [(d, d, s) for d, s in seen]
         out = []
-        for d in sorted(set(self.dataset.tolist()), key=natural_key):
+        for d in self.datasets:
             m = _SPLIT_SUFFIX.match(d)
             out.append((d, m.group(1), m.group(2)) if m else (d, d, None))
         return out
@@ -344,6 +388,14 @@ class ResultsTable:
         return m, m, "choose and score on the same scores (no test scores or Dev/Test pairs found)"
 
 
+def _used(codes: np.ndarray, values: Sequence[Any]) -> list[Any]:
+    """The distinct values that some row holds, in ``values`` order (duplicates possible after
+    a rename)."""
+    seen = np.zeros(len(values), dtype=bool)
+    seen[codes] = True
+    return [v for v, s in zip(values, seen.tolist(), strict=True) if s]
+
+
 _SPLIT_SUFFIX = re.compile(r"^(.+?)[-_](dev|test|val|valid|validation|train|eval)$", re.IGNORECASE)
 
 
@@ -373,10 +425,11 @@ def _aggregate(cells: np.ndarray, values: np.ndarray, size: int, agg: str) -> np
     if len(cells) == 0:
         return out
     if agg == "mean":
-        total = np.bincount(cells, weights=values, minlength=size)
+        total: np.ndarray = np.bincount(cells, weights=values, minlength=size).astype(float, copy=False)
         count = np.bincount(cells, minlength=size)
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+            np.divide(total, count, out=total)  # in place; 0/0 = NaN: never run
+        return total
     order = np.lexsort((values, cells))
     cs, vs = cells[order], values[order]
     starts = np.flatnonzero(np.r_[True, cs[1:] != cs[:-1]])

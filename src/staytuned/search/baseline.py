@@ -43,12 +43,17 @@ def baseline_key(spec: StudySpec) -> dict[str, Any]:
     """What the untuned score depends on (the cache key, in words)."""
     space = spec.load_space()
     fixed = {**space.fixed, **spec.settings.overrides}
-    return {
+    key = {
         "model": spec.model, "task": spec.task, "split": spec.settings.eval_split,
         "eval_size": spec.settings.eval_size, "seed": spec.settings.seed,
         "trial_fn": spec.trial_fn, "precision": spec.settings.execution.precision,
         **{k: fixed[k] for k in _SCORING_HPS if k in fixed},
     }
+    # Another trainer scores its own way (a training command reports its own metric): a native
+    # untuned score is not its baseline. Native keys stay as they were, so their caches still hit.
+    if spec.settings.execution.trainer != "native":
+        key["trainer"] = spec.settings.execution.trainer
+    return key
 
 
 def untuned_baseline(spec: StudySpec, *, cache_dir: Path | None = None) -> Baseline | None:

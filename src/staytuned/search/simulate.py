@@ -18,7 +18,13 @@ builds it (same samplers and settings, ``n_trials`` = k):
   config of the held-out dataset (so every trial is a distinct real config: a fair budget for
   every strategy), and the trial the sampler learns from carries the snapped config and its score;
 * ``cbs-adaptive`` picks with :func:`~staytuned.search.strategies.adaptive.next_config`, the rule
-  its sampler plans with, over the candidate rows;
+  its sampler plans with, over the candidate rows; ``transfer`` with its
+  :class:`~staytuned.search.strategies.transfer.TransferRule`, likewise;
+* a strategy that declares a ``ranker`` (one of :data:`staytuned.cbs.portfolios.RANKERS`) tries
+  that ranking's configs first, the others CBS's;
+* static rankings (``rankers``: ``cbs``, ``zeroshot``, ``greedy-portfolio``, ``best-average``)
+  are reported beside the strategies as ``static:<ranker>``: the first k configs of
+  :func:`~staytuned.cbs.portfolios.rank_by` on the other datasets;
 * ``grid`` tries the table's configs in table order (a grid of exactly the table's configs).
 """
 
@@ -46,6 +52,7 @@ from staytuned.search.strategies.adaptive import (
     adaptive_order,
 )
 from staytuned.search.strategies.grid import Grid
+from staytuned.search.strategies.transfer import Transfer
 
 if TYPE_CHECKING:
     from optuna.samplers import BaseSampler
@@ -73,11 +80,13 @@ class Simulation:
     n_configs: int
     tol: float
     notes: tuple[str, ...] = ()
+    holdouts: tuple[str, ...] = ()  # the held-out datasets (all when empty)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "k": self.k, "seeds": self.seeds, "tol": self.tol, "n_configs": self.n_configs,
             "datasets": list(self.datasets), "notes": list(self.notes),
+            "holdouts": list(self.holdouts or self.datasets),
             "strategies": {
                 c.strategy: {"mean_best_of_k": c.mean_best_of_k, "solved_fraction": c.solved_fraction,
                              "mean_trials_to_solve": c.trials_to_solve, "per_dataset": c.per_dataset}
@@ -107,12 +116,19 @@ def replay_strategy(name: str, space: SearchSpace, *, seed: int, k: int, cbs_k: 
                                                     best_bonus=settings.best_bonus))
 
 
+STATIC = "static:"  # curve-name prefix of the static rankings
+
+
 def simulate(choose: ScoreMatrix, score: ScoreMatrix | None = None, *,
              strategies: Sequence[str] = STRATEGIES, k: int = 10, seeds: int = 10,
              tol: float = 0.01, cbs_k: int = 3, settings: AdaptiveSettings = AdaptiveSettings(),
+             rankers: Sequence[str] = (), holdouts: Sequence[int] | None = None,
              progress: Callable[[str, int, int], None] | None = None) -> Simulation:
-    """Leave-one-dataset-out replay of ``strategies`` on ScoreMatrix ``choose`` (and ``score``)."""
+    """Leave-one-dataset-out replay of ``strategies`` (and the static ``rankers``) on
+    ScoreMatrix ``choose`` (and ``score``); ``holdouts``: the column indices held out in turn
+    (default all; the offline side is always every other dataset)."""
     from staytuned import cbs
+    from staytuned.cbs.portfolios import RANKERS, rank_by
 
     score = choose if score is None else score
     if choose.config_ids != score.config_ids or choose.datasets != score.datasets:
@@ -122,51 +138,76 @@ def simulate(choose: ScoreMatrix, score: ScoreMatrix | None = None, *,
         raise InputError("leave-one-out needs at least two datasets", value=m, expected=">= 2")
     if k < 1 or seeds < 1:
         raise InputError("k and seeds must be positive", value=(k, seeds))
+    for r in rankers:
+        if r not in RANKERS:
+            raise InputError("unknown static ranking", field="rankers", value=r,
+                             expected="comma list of " + ", ".join(RANKERS))
+    held = list(range(m)) if holdouts is None else sorted({int(j) for j in holdouts})
+    if not held or held[0] < 0 or held[-1] >= m:
+        raise InputError("held-out dataset index out of range", field="holdouts",
+                         value=holdouts, expected=f"indices in 0..{m - 1}")
+    rankers = list(rankers)
+    names = list(strategies) + [STATIC + r for r in rankers]
     strategies = list(strategies)
     norm_c = np.asarray(cbs.normalize(choose))
     signed_c = np.asarray(choose.signed)
     norm_s = np.asarray(cbs.normalize(score))
     cov_s = np.asarray(cbs.covers(score, tol))
     space = table_space(choose.hps)
-    ranks = any(strategy_class(s).needs == "ranking" for s in strategies)
-    best = {s: np.full((m, seeds, k), np.nan) for s in strategies}
-    solved = {s: np.zeros((m, seeds, k)) for s in strategies}
-    total = len(strategies) * m
+    wanted = {getattr(strategy_class(s), "ranker", "cbs") for s in strategies
+              if strategy_class(s).needs == "ranking"} | set(rankers)
+    best = {s: np.full((m, seeds, k), np.nan) for s in names}
+    solved = {s: np.zeros((m, seeds, k)) for s in names}
+    total = len(names) * len(held)
     step = 0
-    for j in range(m):
+
+    def record(name: str, j: int, seed: int, order: Sequence[int], kk: int) -> None:
+        vals = norm_s[rows[np.asarray(order, dtype=int)], j]
+        sol = cov_s[rows[np.asarray(order, dtype=int)], j]
+        b = np.maximum.accumulate(vals)
+        s = np.logical_or.accumulate(sol).astype(float)
+        best[name][j, seed, :kk] = b
+        solved[name][j, seed, :kk] = s
+        best[name][j, seed, kk:] = b[-1]
+        solved[name][j, seed, kk:] = s[-1]
+
+    for j in held:
         rows = np.flatnonzero(~np.isnan(norm_c[:, j]) & ~np.isnan(norm_s[:, j]))
         if len(rows) == 0:
-            step += len(strategies)
+            step += len(names)
             continue
         kk = min(k, len(rows))
         others = [d for d in range(m) if d != j]
         offline = choose.subset(configs=rows, datasets=others)
         lookup = np.where(np.isnan(signed_c[rows, j]), -np.inf, signed_c[rows, j])  # failed: worst
-        ranked = cbs.rank(offline, tol=tol, k=kk).order.tolist() if ranks else []
-        source = OfflineSource(ranked=tuple(dict(offline.hps[r]) for r in ranked), matrix=offline,
-                               provenance="the other datasets")
+        orders = {r: rank_by(offline, r, tol=tol, k=kk).order.tolist() for r in sorted(wanted)}
+        sources = {r: OfflineSource(ranked=tuple(dict(offline.hps[i]) for i in o), matrix=offline,
+                                    provenance="the other datasets") for r, o in orders.items()}
+        plain = OfflineSource(ranked=(), matrix=offline, provenance="the other datasets")
         for strat in strategies:
+            ranker = getattr(strategy_class(strat), "ranker", "cbs")
+            ranked = orders.get(ranker, [])
             for seed in range(seeds):
                 strategy = replay_strategy(strat, space, seed=seed, k=kk, cbs_k=cbs_k,
-                                           offline=source, tol=tol, settings=settings)
+                                           offline=sources.get(ranker, plain), tol=tol,
+                                           settings=settings)
                 if seed > 0 and _deterministic(strategy):
                     best[strat][j, seed] = best[strat][j, 0]
                     solved[strat][j, seed] = solved[strat][j, 0]
                     continue
-                order = _order(strategy, lookup, [choose.hps[r] for r in rows], ranked)
-                vals = norm_s[rows[order], j]
-                sol = cov_s[rows[order], j]
-                b = np.maximum.accumulate(vals)
-                s = np.logical_or.accumulate(sol).astype(float)
-                best[strat][j, seed, :kk] = b
-                solved[strat][j, seed, :kk] = s
-                best[strat][j, seed, kk:] = b[-1]
-                solved[strat][j, seed, kk:] = s[-1]
+                record(strat, j, seed, _order(strategy, lookup, [choose.hps[r] for r in rows],
+                                              ranked), kk)
             step += 1
             if progress is not None:  # one strategy replayed on one held-out dataset
                 progress(strat, step, total)
+        for r in rankers:  # deterministic: one order for every seed
+            for seed in range(seeds):
+                record(STATIC + r, j, seed, orders[r][:kk], kk)
+            step += 1
+            if progress is not None:
+                progress(STATIC + r, step, total)
     curves = []
-    for strat in strategies:
+    for strat in names:
         b, s = best[strat], solved[strat]
         keep = ~np.isnan(b[:, 0, 0])
         first = np.where(s[keep].any(axis=2), s[keep].argmax(axis=2) + 1, k + 1)
@@ -179,12 +220,14 @@ def simulate(choose: ScoreMatrix, score: ScoreMatrix | None = None, *,
                          for j in range(m) if keep[j]},
         ))
     return Simulation(strategies=tuple(curves), k=k, seeds=seeds, datasets=tuple(choose.datasets),
-                      n_configs=n, tol=tol, notes=tuple(choose.notes))
+                      n_configs=n, tol=tol, notes=tuple(choose.notes),
+                      holdouts=tuple(choose.datasets[j] for j in held) if holdouts is not None else ())
 
 
 def _deterministic(strategy: Strategy) -> bool:
     """The same order for every seed: nothing is sampled."""
     return isinstance(strategy, Grid | CBSAdaptive) or strategy.ranked_first >= strategy.n_trials
+    # (Transfer is a CBSAdaptive: deterministic too)
 
 
 def _order(strategy: Strategy, lookup: np.ndarray, hps: list[Mapping[str, Any]],
@@ -196,6 +239,8 @@ def _order(strategy: Strategy, lookup: np.ndarray, hps: list[Mapping[str, Any]],
     k = strategy.n_trials
     if isinstance(strategy, Grid):
         return list(range(k))
+    if isinstance(strategy, Transfer):
+        return strategy.rule().order(lookup, k)
     if isinstance(strategy, CBSAdaptive):
         offline = strategy.offline.matrix if strategy.offline is not None else None
         if offline is None:
@@ -222,6 +267,7 @@ def _optuna_order(sampler: BaseSampler, lookup: np.ndarray, hps: list[Mapping[st
     try:
         study = optuna.create_study(direction="maximize", sampler=sampler)
         points = [_point(h, space) for h in hps]
+        encoded = _Encoded(points, space)
         tried: list[int] = []
 
         def record(i: int) -> None:
@@ -239,7 +285,7 @@ def _optuna_order(sampler: BaseSampler, lookup: np.ndarray, hps: list[Mapping[st
                 trial = study.ask(distributions)
             proposal = trial.params
             study.tell(trial, state=TrialState.FAIL)  # the snapped config below is what ran
-            record(_nearest(proposal, points, space, set(tried)))
+            record(encoded.nearest(proposal, tried))
     finally:
         optuna.logging.set_verbosity(level)
     return tried
@@ -278,22 +324,31 @@ def _point(h: Mapping[str, Any], space: SearchSpace) -> dict[str, Any]:
             for p in space.params}
 
 
-def _nearest(proposal: Mapping[str, Any], points: list[dict[str, Any]], space: SearchSpace,
-             taken: set[int]) -> int:
-    """The untried config closest to a proposal (ranges scaled to [0, 1], log where log)."""
-    best_i, best_d = -1, math.inf
-    for i, p in enumerate(points):
-        if i in taken:
-            continue
-        d = 0.0
-        for param in space.params:
-            if param.continuous:
-                f = math.log if param.log else (lambda x: x)
-                low, high = param.bounds()
-                span = f(high) - f(low) or 1.0
-                d += abs(f(float(proposal[param.name])) - f(float(p[param.name]))) / span
-            else:
-                d += 0.0 if proposal.get(param.name) == p.get(param.name) else 1.0
-        if d < best_d:
-            best_i, best_d = i, d
-    return best_i
+class _Encoded:
+    """The candidate configs encoded once, so snapping a proposal is one numpy pass (a
+    2,000-config table is replayed thousands of times in the bench)."""
+
+    def __init__(self, points: list[dict[str, Any]], space: SearchSpace) -> None:
+        self._space = space
+        self._cont = [p for p in space.params if p.continuous]
+        self._cats = [p for p in space.params if not p.continuous]
+        self._x = np.array([[self._scale(p, float(pt[p.name])) for p in self._cont]
+                            for pt in points]).reshape(len(points), len(self._cont))
+        self._c = [[pt.get(p.name) for pt in points] for p in self._cats]
+
+    @staticmethod
+    def _scale(param: Param, v: float) -> float:
+        """Ranges scaled to [0, 1], log where log."""
+        f = math.log if param.log else (lambda x: x)
+        low, high = param.bounds()
+        return (f(v) - f(low)) / (f(high) - f(low) or 1.0)
+
+    def nearest(self, proposal: Mapping[str, Any], taken: Sequence[int]) -> int:
+        """The untried config closest to a proposal (first in table order on ties)."""
+        x = np.array([self._scale(p, float(proposal[p.name])) for p in self._cont])
+        d = np.abs(self._x - x[None, :]).sum(axis=1)
+        for p, col in zip(self._cats, self._c, strict=True):
+            want = proposal.get(p.name)
+            d = d + np.array([0.0 if v == want else 1.0 for v in col])
+        d[list(taken)] = np.inf
+        return int(np.argmin(d))

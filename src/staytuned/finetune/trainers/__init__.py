@@ -44,7 +44,10 @@ def get_trainer(name: str = "native", options: Mapping[str, Any] | None = None) 
     allowed = trainer_options(name)
     for key in given:
         if key not in allowed:
-            raise InputError(f"{key} is not an option of the {name} trainer", field=key, value=given[key],
+            owners = [t for t in TRAINERS if key in trainer_options(t)]
+            raise InputError(f"{key} is not an option of the {name} trainer"
+                             + (f" (it is one of the {' and '.join(owners)} trainer)" if owners else ""),
+                             field=key, value=given[key],
                              expected=f"options of {name}: " + (", ".join(allowed) or "none"))
     module, _, cls = _IMPLEMENTATIONS[name].partition(":")
     try:

@@ -238,14 +238,37 @@ class _TrialRun:
 
     def _train(self, model: Any, train_rows: list[Row], eval_rows: list[Row],
                stats: TrainStats) -> tuple[int, EvalOutput] | None:
-        from staytuned.finetune.loop import encode_pairs, train
+        from staytuned.finetune.loop import train
+
+        examples = self._examples(train_rows)
+        micro = self._fit_memory(model, examples)
+        last_eval: list[tuple[int, EvalOutput]] = []
+
+        def on_step(step: int, total: int, loss: float) -> None:
+            if self.progress is not None:
+                self.progress("train", step, total)
+
+        train(model, examples, self.cfg, pad_id=pad_id(self.loaded.tokenizer), device=self.device,
+              micro_batch_size=micro, precision=self.precision, on_step=on_step, stats=stats,
+              on_epoch_end=self._epoch_end(model, eval_rows, stats, last_eval))
+        return last_eval[0] if last_eval else None
+
+    def _examples(self, train_rows: list[Row]) -> list[Example]:
+        """The training rows as token ids (chat template, prompt and target tokenized apart)."""
+        from staytuned.finetune.loop import encode_pairs
         from staytuned.tasks import build_chat_example, completion_suffix
 
         tokenizer = self.loaded.tokenizer
         pairs = [build_chat_example(self.task, row, tokenizer, template=self.template) for row in train_rows]
-        examples = encode_pairs(pairs, tokenizer, self.cfg.max_seq_length, completion_suffix(tokenizer))
-        micro = self._fit_memory(model, examples)
-        last_eval: list[tuple[int, EvalOutput]] = []
+        return encode_pairs(pairs, tokenizer, self.cfg.max_seq_length, completion_suffix(tokenizer))
+
+    def _epoch_end(self, model: Any, eval_rows: list[Row], stats: TrainStats,
+                   last_eval: list[tuple[int, EvalOutput]]) -> Callable[[int], bool] | None:
+        """The end-of-epoch hook (score, record, ask ``on_epoch`` whether to prune); None without
+        ``on_epoch``: then only the final weights are scored. ``last_eval`` keeps (step, output)."""
+        if self.on_epoch is None:
+            return None
+        on_epoch = self.on_epoch
 
         def epoch_end(epoch: int) -> bool:
             out = self._eval(model, eval_rows)
@@ -253,16 +276,9 @@ class _TrialRun:
             score = float(out.metrics.get(self.task.metric, math.nan))
             self.result.epoch_scores.append(score)
             last_eval[:] = [(stats.steps, out)]
-            return bool(self.on_epoch(epoch, score)) if self.on_epoch is not None else False
+            return bool(on_epoch(epoch, score))
 
-        def on_step(step: int, total: int, loss: float) -> None:
-            if self.progress is not None:
-                self.progress("train", step, total)
-
-        train(model, examples, self.cfg, pad_id=pad_id(tokenizer), device=self.device,
-              micro_batch_size=micro, precision=self.precision, on_step=on_step, stats=stats,
-              on_epoch_end=epoch_end if self.on_epoch is not None else None)
-        return last_eval[0] if last_eval else None
+        return epoch_end
 
     def _fit_memory(self, model: Any, examples: list[Example]) -> int | None:
         """Plan memory before training (:mod:`staytuned.hardware.budget`): return the micro-batch to
@@ -316,7 +332,7 @@ class _TrialRun:
             meta = {"task": self.task.name, "model": self.result.model, "method": self.cfg.method,
                     "config": self.cfg.to_dict(), "precision": self.precision.dtype,
                     "quantization": self.result.quantization,
-                    "score": self.result.score, "metric": self.task.metric}
+                    "score": self.result.score, "metric": self.task.metric, "trainer": self.result.trainer}
             (folder / "staytuned-trial.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
             self.result.saved_to = str(folder)
         except OSError as exc:

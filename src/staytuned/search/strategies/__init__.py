@@ -7,8 +7,14 @@
 ``gp``           GPSampler (:mod:`.gp`)
 ``cbs``          the CBS-ranked configs enqueued in order, then RandomSampler (:mod:`.cbs`)
 ``cbs+tpe``      CBS's top ``cbs_k`` enqueued first, then TPE, which sees their results (:mod:`.cbs`)
+``zeroshot``     the offline table's zero-shot portfolio by rank (``greedy-portfolio``: greedy
+                 portfolio by normalized score) enqueued in order, then RandomSampler
+                 (:mod:`.portfolio`)
 ``cbs-adaptive`` after each result, the offline datasets that agree with it weigh more and the
                  next config maximizes their weighted coverage (:mod:`.adaptive`)
+``transfer``     offline datasets as an ensemble of surrogates reweighted by the new task's results:
+                 a weighted rank portfolio (+ coverage) first, then calibrated expected improvement
+                 (:mod:`.transfer`)
 ================ ============================================================================
 
 No two trials of a study run the same config, whatever the number of workers, processes or

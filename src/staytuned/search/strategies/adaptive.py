@@ -186,6 +186,7 @@ class CBSAdaptiveSampler(DistinctSampler):
         if not rows:
             raise InputError("no config of the offline table fits the search space",
                              field="cbs_table", expected="a table whose hp_* values lie in the space")
+        self._rows = rows  # the offline table's rows of the candidates
         self._norm = np.asarray(normalize(matrix))[rows]
         self._covers = np.asarray(covers(matrix, settings.tol))[rows]
         self._params = params
@@ -221,8 +222,11 @@ class CBSAdaptiveSampler(DistinctSampler):
         finite = np.isfinite(obs)
         if (~finite).any() and finite.any():  # failures rank below every success
             obs = np.where(np.isneginf(obs), np.nanmin(np.where(finite, obs, np.nan)) - 1.0, obs)
-        row = next_config(self._norm, tried, obs.tolist(), untried, self._settings, self._covers)
-        return self._params[row]
+        return self._params[self._choose(tried, obs.tolist(), untried)]
+
+    def _choose(self, tried: list[int], observed: list[float], untried: list[int]) -> int:
+        """The candidate row to plan next (``transfer`` overrides this rule)."""
+        return next_config(self._norm, tried, observed, untried, self._settings, self._covers)
 
     def _row_of(self, params: Mapping[str, Any]) -> int | None:
         for i, cand in enumerate(self._params):

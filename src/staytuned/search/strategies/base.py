@@ -33,6 +33,9 @@ _REGISTRY: dict[str, str] = {
     "cbs": "cbs:CBS",
     "cbs+tpe": "cbs:CBSThenTPE",
     "cbs-adaptive": "adaptive:CBSAdaptive",
+    "zeroshot": "portfolio:ZeroShot",
+    "greedy-portfolio": "portfolio:GreedyPortfolio",
+    "transfer": "transfer:Transfer",
 }
 STRATEGIES: tuple[str, ...] = tuple(_REGISTRY)
 
