@@ -108,3 +108,21 @@ def test_qlora_on_a_full_precision_model_in_memory_fails_clearly() -> None:
     ok = run_trial(quantized, "sst2", QLORA, train_size=8, eval_size=4)
     assert ok.status == "ok", ok.error
     assert ok.quantization == "nf4" and ok.quantized_layers == TINY_LINEARS
+
+
+def test_qlora_with_the_trl_trainer_trains_the_adapter_on_the_4bit_base() -> None:
+    """The trl trainer takes the same 4-bit base from the cache and leaves it as it found it."""
+    pytest.importorskip("bitsandbytes")
+    pytest.importorskip("trl")
+    cache = ModelCache(device="cpu", max_models=2)
+    result = run_trial("tiny-llama", "sst2", QLORA, train_size=8, eval_size=4, model_cache=cache, trainer="trl")
+    assert result.status == "ok", result.error
+    assert result.trainer == "trl" and result.quantization == "nf4" and result.quantized_layers == TINY_LINEARS
+    assert result.steps == 2 and result.loss_curve[-1][1] != result.loss_curve[0][1]  # it trained
+    base = cache.get("tiny-llama", nf4_compute_dtype=result.precision).model
+    before = {k: v.detach().clone() for k, v in base.state_dict().items()}
+    again = run_trial("tiny-llama", "sst2", QLORA, train_size=8, eval_size=4, model_cache=cache, trainer="trl")
+    assert again.status == "ok", again.error
+    assert again.score == result.score and cache.loads == 1
+    after = base.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before) and not any(p.requires_grad for p in base.parameters())
