@@ -238,7 +238,8 @@ def tune_cmd(
             err.print(f"study [bold]{escape(name)}[/] in {escape(redact(url))}: {strategy}, "
                       f"{trials} trials, {workers_text}", markup=True, soft_wrap=True)
             if spec.offline is not None:
-                err.print(f"CBS source: {spec.offline.provenance}", soft_wrap=True)
+                # Each strategy ranks (or reweighs) the same offline source its own way.
+                err.print(f"offline source ({strategy}): {spec.offline.provenance}", soft_wrap=True)
         started = time.perf_counter()
         untuned = None
         if baseline:

@@ -108,7 +108,7 @@ def offline_from_table(path: str, *, model: str | None = None, method: str | Non
     matrix = table.score_matrix()
     ranking = cbs.rank(matrix, tol=tol)
     ranked = tuple(dict(step.hps) for step in ranking.steps)
-    return OfflineSource(ranked=ranked, matrix=matrix, provenance=f"CBS ranking of {path}")
+    return OfflineSource(ranked=ranked, matrix=matrix, provenance=f"results table {path}")
 
 
 def shipped_offline(model: str | None, method: str | None, train_size: int | None) -> OfflineSource:
