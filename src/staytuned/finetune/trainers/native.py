@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from staytuned.errors import InputError
 from staytuned.hparams.schema import LORA_METHODS
@@ -51,12 +51,7 @@ class NativeTrainer:
         prepared = prepare_model(job)
         if prepared is None:
             return
-        loaded, device, choice = prepared
-        _TrialRun(loaded, job.task, job.config, job.result, device=device, template=job.template,
-                  label_scoring=job.label_scoring, micro_batch_size=job.micro_batch_size, precision=choice,
-                  progress=job.progress, on_epoch=job.on_epoch, checkpointing=job.gradient_checkpointing,
-                  memory_budget=job.memory_budget).run(job.train_rows, job.eval_rows, job.test_rows,
-                                                       eval_only=job.eval_only, save_dir=job.save_dir)
+        _TrialRun.for_job(job, *prepared).run_job(job)
 
 
 def prepare_model(job: TrialJob) -> tuple[LoadedModel, str, PrecisionChoice] | None:
@@ -155,6 +150,17 @@ class _TrialRun:
         self.micro_batch_size, self.progress, self.on_epoch = micro_batch_size, progress, on_epoch
         self.precision = precision
         self.checkpointing, self.memory_budget = checkpointing, memory_budget
+
+    @classmethod
+    def for_job(cls, job: TrialJob, loaded: LoadedModel, device: str, precision: PrecisionChoice) -> Self:
+        """The run of ``job`` on its prepared model (see :func:`prepare_model`)."""
+        return cls(loaded, job.task, job.config, job.result, device=device, template=job.template,
+                   label_scoring=job.label_scoring, micro_batch_size=job.micro_batch_size, precision=precision,
+                   progress=job.progress, on_epoch=job.on_epoch, checkpointing=job.gradient_checkpointing,
+                   memory_budget=job.memory_budget)
+
+    def run_job(self, job: TrialJob) -> None:
+        self.run(job.train_rows, job.eval_rows, job.test_rows, eval_only=job.eval_only, save_dir=job.save_dir)
 
     def run(self, train_rows: list[Row], eval_rows: list[Row], test_rows: list[Row], *, eval_only: bool,
             save_dir: str | Path | None) -> None:

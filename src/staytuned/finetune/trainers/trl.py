@@ -87,12 +87,7 @@ class TRLTrainer:
         prepared = prepare_model(job)
         if prepared is None:
             return
-        loaded, device, choice = prepared
-        TRLRun(loaded, job.task, job.config, job.result, device=device, template=job.template,
-               label_scoring=job.label_scoring, micro_batch_size=job.micro_batch_size, precision=choice,
-               progress=job.progress, on_epoch=job.on_epoch, checkpointing=job.gradient_checkpointing,
-               memory_budget=job.memory_budget).run(job.train_rows, job.eval_rows, job.test_rows,
-                                                    eval_only=job.eval_only, save_dir=job.save_dir)
+        TRLRun.for_job(job, *prepared).run_job(job)
 
 
 class TRLRun(_TrialRun):
