@@ -1,4 +1,5 @@
-"""The real check: LoRA on 100 bundled SST-2 rows makes SmolLM2-135M better than untuned."""
+"""The real check: LoRA on 100 bundled SST-2 rows makes SmolLM2-135M better than untuned, trained by the
+native loop and by TRL (``trainer="trl"``), against one untuned score."""
 
 from __future__ import annotations
 
@@ -30,5 +31,13 @@ def test_lora_on_100_sst2_rows_beats_the_untuned_model() -> None:
     assert tuned.n_train == 100 and tuned.n_eval == 100 and tuned.steps == 13
     assert tuned.loss_curve[-1][1] < tuned.loss_curve[0][1]
     assert tuned.score > untuned.score, (tuned.score, untuned.score)
+    assert cache.loads == 1
+    assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())
+    # The same config through TRL's SFTTrainer, on the same cached base.
+    trl = run_trial("smollm2-135m", "sst2", config, train_size=100, eval_size=100, model_cache=cache,
+                    trainer="trl")
+    assert trl.status == "ok", trl.error
+    assert trl.trainer == "trl" and trl.steps == 13 and trl.loss_curve[-1][1] < trl.loss_curve[0][1]
+    assert trl.score > untuned.score, (trl.score, untuned.score)
     assert cache.loads == 1
     assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from pathlib import Path
@@ -157,11 +158,8 @@ class RunOptions(OptionGroup):
     def execution(self) -> ExecutionSettings:
         from staytuned.hparams.execution import ExecutionSettings
 
-        settings = ExecutionSettings(self.precision, self.micro_batch_size, self.device, self.threads,
-                                     self.gradient_checkpointing, self.trainer, command=self.command,
-                                     command_format=self.command_format, metric_file=self.metric_file,
-                                     metric_regex=self.metric_regex, trial_timeout=self.trial_timeout,
-                                     distributed=self.distributed, num_processes=self.num_processes)
+        # One option per execution setting, under the same name: the settings are read by name.
+        settings = ExecutionSettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ExecutionSettings)})
         check_trainer(settings.trainer, settings.trial_kwargs().get("trainer_options"))
         return settings
 
