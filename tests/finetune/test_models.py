@@ -151,3 +151,23 @@ def test_smollm2_gguf_is_dequantized_once_and_cached() -> None:
     assert (tiny / "config.json").is_file() and models.cache_model("tiny-llama") == str(tiny)
     assert _same_weights(model, again)
     assert tok2("The movie was great")["input_ids"] == tok("The movie was great")["input_ids"]
+
+
+def test_lm_head_gets_a_contiguous_input_once_and_logits_do_not_change() -> None:
+    import torch
+
+    model, _ = load_model("tiny-llama", device="cpu")
+    head = model.get_output_embeddings()
+    assert list(head._forward_pre_hooks.values()) == [models._contiguous_input]  # load_model added it
+    assert models.contiguous_head_input(model) is None  # a second call adds nothing
+    seen: list[bool] = []
+    probe = head.register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous()))
+    ids = torch.randint(0, 200, (3, 9))
+    with torch.no_grad():
+        kept = model(input_ids=ids, logits_to_keep=2).logits
+        probe.remove()
+        for handle in list(head._forward_pre_hooks):
+            del head._forward_pre_hooks[handle]
+        plain = model(input_ids=ids, logits_to_keep=2).logits
+    assert seen == [True]  # the slice of the last 2 positions reached the head contiguous
+    torch.testing.assert_close(kept, plain)

@@ -170,6 +170,10 @@ class _TrialRun:
         from staytuned.finetune.memory import PeakMemory, release_memory
         from staytuned.hardware.budget import DoesNotFit
 
+        if not str(self.device).startswith("cuda"):
+            from staytuned.hardware.malloc import keep_freed_memory
+
+            keep_freed_memory()
         base = self.loaded.model
         grad_flags = [p.requires_grad for p in base.parameters()]
         base_checkpointing = checkpointing_state(base)  # restored after the trial: the base is cached
