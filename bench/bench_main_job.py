@@ -13,7 +13,7 @@ The GGUF conversion is done by the setup script and stays cached. Writes
 bench/results/main_job.json (or --out). Run it on an idle machine: two trainings at once on 2
 cores run many times slower.
 
-    .venv/bin/python bench/bench_main_job.py [--seeds 0,1,2] [--precision auto|fp32] [--isa avx2]
+    .venv/bin/python bench/bench_main_job.py [--seeds 0,1,2] [--precision auto|fp32] [--isa avx2] [--job-args "tune ..."]
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ def cpu_flags() -> list[str]:
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 
 
-def run_once(seed: int, precision: str | None, isa: str | None = None) -> dict[str, object]:
+def run_once(seed: int, precision: str | None, isa: str | None = None,
+             job: list[str] | None = None) -> dict[str, object]:
     exe = REPO / ".venv" / "bin" / "staytuned"
     cache = Path(os.environ.get("STAYTUNED_CACHE", REPO / ".staytuned-cache"))
     shutil.rmtree(cache / "untuned", ignore_errors=True)  # every run scores the untuned model
@@ -64,7 +65,7 @@ def run_once(seed: int, precision: str | None, isa: str | None = None) -> dict[s
     with tempfile.TemporaryDirectory() as work:
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         start = time.perf_counter()
-        proc = subprocess.run([str(exe), *ARGS, *extra, "-q", "--json", "out.json"], cwd=work,
+        proc = subprocess.run([str(exe), *(job or ARGS), *extra, "-q", "--json", "out.json"], cwd=work,
                               capture_output=True, text=True, env={**os.environ, "STAYTUNED_CACHE": str(cache),
                                                           **(AVX2_ENV if isa == "avx2" else {})})
         wall = time.perf_counter() - start
@@ -86,20 +87,24 @@ def main() -> None:
     ap.add_argument("--isa", choices=["native", "avx2"], default="native",
                     help="avx2: torch/oneDNN/MKL restricted to AVX2 kernels (see the docstring)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "main_job.json")
+    ap.add_argument("--job-args", default=None,
+                    help="replace the job's arguments after 'staytuned' (to try another demo; keyed apart)")
     args = ap.parse_args()
+    job = args.job_args.split() if args.job_args else ARGS
     runs = []
     for seed in (int(s) for s in args.seeds.split(",")):
-        run = run_once(seed, args.precision, args.isa)
+        run = run_once(seed, args.precision, args.isa, job)
         print(json.dumps(run), flush=True)
         runs.append(run)
     result = {"date": date.today().isoformat(), "cpu": cpu_model(), "cpu_flags": cpu_flags(),
-              "cores": os.cpu_count(), "command": "staytuned " + " ".join(ARGS),
+              "cores": os.cpu_count(), "command": "staytuned " + " ".join(job),
               "precision": args.precision or "auto", "isa": args.isa, "runs": runs,
               "max_wall_s": max(r["wall_s"] for r in runs),
               "min_gain_points": min(r["gain_points"] for r in runs)}
     existing = json.loads(args.out.read_text()) if args.out.is_file() else {}
     existing = existing if isinstance(existing, dict) and "by_precision" in existing else {"by_precision": {}}
     key = str(result["precision"]) + ("" if args.isa == "native" else f"+{args.isa}")
+    key += "" if job == ARGS else f" [{' '.join(job)}]"
     existing["by_precision"][key] = result
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(existing, indent=2) + "\n")
