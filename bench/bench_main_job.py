@@ -13,7 +13,8 @@ The GGUF conversion is done by the setup script and stays cached. Writes
 bench/results/main_job.json (or --out). Run it on an idle machine: two trainings at once on 2
 cores run many times slower.
 
-    .venv/bin/python bench/bench_main_job.py [--seeds 0,1,2] [--precision auto|fp32] [--isa avx2] [--job-args "tune ..."]
+    .venv/bin/python bench/bench_main_job.py [--seeds 0,1,2] [--precision auto|fp32] [--isa avx2]
+        [--job-args "tune ..."]
 """
 
 from __future__ import annotations
