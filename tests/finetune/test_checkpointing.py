@@ -164,9 +164,12 @@ def test_checkpointing_lowers_smollm2_peak_memory_with_the_same_losses(long_rows
     # Measured in bf16 with 8 rows per step: 6697 -> 2747 MiB (bench/bench_plan_memory.py); here
     # at least a third less.
     assert on.peak_memory_mb < 0.67 * off.peak_memory_mb, (off.peak_memory_mb, on.peak_memory_mb)
-    # The first step's loss is the same forward pass; after one AdamW step (about lr x the sign of
-    # each gradient) float rounding in the backward pass moves the next losses by ~1e-4 relative.
-    assert on.loss_curve[0] == off.loss_curve[0]
+    # The first step's loss is the same forward pass up to float rounding (the shared prefix and the
+    # LM head's contiguous slice change the summation order: measured 5e-7 relative); after one AdamW
+    # step (about lr x the sign of each gradient) rounding in the backward pass moves the next losses
+    # by ~1e-4 relative.
+    assert on.loss_curve[0][0] == off.loss_curve[0][0] == 1
+    assert math.isclose(on.loss_curve[0][1], off.loss_curve[0][1], rel_tol=1e-5), (on.loss_curve, off.loss_curve)
     for (_, a), (_, b) in zip(on.loss_curve, off.loss_curve, strict=True):
         assert math.isclose(a, b, rel_tol=1e-3), (on.loss_curve, off.loss_curve)
     _assert_undone(base)
