@@ -31,8 +31,9 @@ import time
 from datetime import date
 from pathlib import Path
 
+from bench_main_job import AVX2_ENV, cpu_flags, cpu_model
+
 REPO = Path(__file__).resolve().parents[1]
-AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 VARIANTS = {  # name: (malloc kept, contiguous head, lora_dropout)
     "all on": (True, True, 0.0),
     "malloc off": (False, True, 0.0),
@@ -40,14 +41,6 @@ VARIANTS = {  # name: (malloc kept, contiguous head, lora_dropout)
     "dropout 0.05": (True, True, 0.05),
     "all off": (False, False, 0.05),
 }
-
-
-def cpu_facts() -> dict[str, object]:
-    info = Path("/proc/cpuinfo").read_text()
-    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "?")
-    flags = next((set(ln.split(":", 1)[1].split()) for ln in info.splitlines() if ln.startswith("flags")), set())
-    return {"cpu": model, "cores": os.cpu_count(),
-            "cpu_flags": [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]}
 
 
 def time_head(rounds: int) -> dict[str, float]:
@@ -130,7 +123,8 @@ def main() -> None:
     medians = {name: statistics.median(v) for name, v in times.items()}
     eval_medians = {name: statistics.median(v) for name, v in evals.items()}
     out = {
-        "date": date.today().isoformat(), **cpu_facts(), "isa": args.isa, "threads": torch.get_num_threads(),
+        "date": date.today().isoformat(), "cpu": cpu_model(), "cores": os.cpu_count(),
+        "cpu_flags": cpu_flags(), "isa": args.isa, "threads": torch.get_num_threads(),
         "torch": torch.__version__, "train_size": args.train_size, "rounds": args.rounds,
         "train_s": times, "median_train_s": {k: round(v, 2) for k, v in medians.items()},
         "ratio_to_all_on": {k: round(v / medians["all on"], 2) for k, v in medians.items()},

@@ -204,7 +204,7 @@ def contiguous_head_input(model: Any) -> Any:
 
     With ``logits_to_keep`` transformers feeds the head a slice of the last positions, a
     non-contiguous view; torch (2.13) then runs a frozen ``nn.Linear`` as a batched matmul over
-    an expanded weight, 5x slower forward and 10x slower forward + backward than on a contiguous
+    an expanded weight, 5x slower forward and 7x slower forward + backward than on a contiguous
     copy (measured on CPU, 49k-token vocabulary, ``bench/bench_cpu_speedups.py``).
     """
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None

@@ -25,7 +25,11 @@ def test_nothing_happens_without_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
             return 1
 
     monkeypatch.setattr(platform, "libc_ver", lambda: ("musl", "1.2"))
-    assert malloc.keep_freed_memory() is False
+    malloc._libc.cache_clear()
+    try:
+        assert malloc.keep_freed_memory() is False
+    finally:
+        malloc._libc.cache_clear()
     monkeypatch.setattr(malloc, "_libc", lambda: FakeLibc())
     assert malloc.keep_freed_memory() is True
     assert calls == [(malloc.M_MMAP_THRESHOLD, malloc.MMAP_THRESHOLD), (malloc.M_TRIM_THRESHOLD, malloc.TRIM_THRESHOLD)]

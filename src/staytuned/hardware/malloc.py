@@ -15,7 +15,7 @@ Light module: stdlib only.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import platform
 
 M_TRIM_THRESHOLD = -1
@@ -27,11 +27,13 @@ TRIM_THRESHOLD = 1024 * 1024 * 1024
 GLIBC_DEFAULTS = (128 * 1024, 128 * 1024)
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
+    # Once per process: platform.libc_ver() reads the interpreter's binary, and every trial asks.
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return ctypes.CDLL("libc.so.6")  # glibc's soname on every Linux architecture it supports
     except OSError:
         return None
 
