@@ -187,6 +187,28 @@ def test_interrupted_trials_are_not_results_nor_budget(tmp_path):
     assert [r["status"] for r in trial_rows(study)] == ["failed", "interrupted"]
 
 
+def test_export_says_which_trainer_and_precision_ran_and_cbs_ignores_them(tmp_path):
+    from staytuned.results import load_results
+    from staytuned.search.table import collect_rows, export_results
+
+    url = f"sqlite:///{tmp_path}/e.db"
+    study = optuna.create_study(storage=url, study_name="s", direction="maximize")
+    study.set_user_attr("kind", "tune")
+    for lr, trainer, precision in ((1e-4, "native", "fp32"), (3e-4, "trl", "bf16")):
+        config = {**CONFIG, "learning_rate": lr}
+        attrs = {**_cell(config), **result_attrs({"status": "ok", "score": 0.5, "trainer": trainer,
+                                                  "precision": precision}, execution={"precision": "auto"})}
+        _add(study, TrialState.COMPLETE, attrs, 0.5)
+    rows = collect_rows(url)
+    assert [(r["trainer"], r["precision"]) for r in rows] == [("native", "fp32"), ("trl", "bf16")]
+    assert export_results(url, tmp_path / "t.csv") == 2
+    table = load_results(tmp_path / "t.csv")
+    assert table.hp_columns == tuple(f"hp_{k}" for k in sorted(k for k in CONFIG if k != "method"))
+    plain = tmp_path / "plain.csv"  # no hp_ columns: every unknown column is an HP, but not these
+    plain.write_text("dataset,lr,trainer,precision,score\na,1,native,fp32,0.5\nb,1,trl,bf16,0.6\n")
+    assert load_results(plain).hp_columns == ("lr",)
+
+
 def test_the_committed_smollm2_grid_reads_without_precision_in_configs(tmp_path):
     db = tmp_path / "grid.db"
     shutil.copy(REPO / "studies" / "smollm2" / "grid.db", db)

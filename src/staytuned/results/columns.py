@@ -71,8 +71,8 @@ class ColumnSpec:
     hp_json: str | None = "hps"
     hps: tuple[str, ...] | None = None
     ignore: tuple[str, ...] = ("runtime_s", "versions", "error", "trial_id", "trial_number", "study",
-                               "metrics", "n_train", "n_eval", "train_tokens_per_s",
-                               "peak_memory_mb")
+                               "metrics", "n_train", "n_eval", "trainer", "precision",
+                               "train_tokens_per_s", "peak_memory_mb")
 
     def roles(self) -> dict[str, str]:
         """role -> column name for every role that has one (not hps/ignore)."""

@@ -3,8 +3,9 @@
 One row per finished :class:`~staytuned.search.records.TrialRecord` (ok, pruned or failed;
 interrupted trials are left out since their retry is the real run): dataset, model, method, train_size,
 seed, config_id, hp_<name>..., metric, score, score_test, status, runtime_s, versions (JSON),
-plus metrics (JSON: every metric of the run), n_train, n_eval, train_tokens_per_s,
-peak_memory_mb, study, trial_number and error (ignored by ``staytuned cbs``).
+plus metrics (JSON: every metric of the run), n_train, n_eval, trainer and precision (how the
+trial ran: execution settings, not hyperparameters), train_tokens_per_s, peak_memory_mb, study,
+trial_number and error (ignored by ``staytuned cbs``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 FORMATS = (".csv", ".parquet", ".jsonl")
 CELL_COLUMNS = ("dataset", "model", "method", "train_size", "seed", "config_id")
 TAIL_COLUMNS = ("metric", "score", "score_test", "status", "runtime_s", "versions", "metrics",
-                "n_train", "n_eval", "train_tokens_per_s", "peak_memory_mb", "study",
+                "n_train", "n_eval", "trainer", "precision", "train_tokens_per_s", "peak_memory_mb", "study",
                 "trial_number", "error")
 
 
@@ -52,7 +53,8 @@ def _row(r: TrialRecord) -> dict[str, Any]:
         "metric": r.metric, "score": r.score, "score_test": r.score_test, "status": r.status,
         "runtime_s": r.runtime_s, "versions": json.dumps(r.versions, sort_keys=True),
         "metrics": json.dumps(r.metrics, sort_keys=True), "n_train": r.n_train,
-        "n_eval": r.n_eval, "train_tokens_per_s": r.train_tokens_per_s,
+        "n_eval": r.n_eval, "trainer": r.execution.get("trainer"), "precision": r.execution.get("precision"),
+        "train_tokens_per_s": r.train_tokens_per_s,
         "peak_memory_mb": r.peak_memory_mb, "study": r.study, "trial_number": r.number,
         "error": r.error,
     })
