@@ -14,7 +14,7 @@ bench/results/main_job.json (or --out). Run it on an idle machine: two trainings
 cores run many times slower.
 
     .venv/bin/python bench/bench_main_job.py [--seeds 0,1,2] [--precision auto|fp32] [--isa avx2]
-        [--job-args "tune ..."]
+        [--job-args "tune ..."]   (a repeated measurement keeps the earlier ones under "earlier")
 """
 
 from __future__ import annotations
@@ -106,6 +106,9 @@ def main() -> None:
     existing = existing if isinstance(existing, dict) and "by_precision" in existing else {"by_precision": {}}
     key = str(result["precision"]) + ("" if args.isa == "native" else f"+{args.isa}")
     key += "" if job == ARGS else f" [{' '.join(job)}]"
+    previous = existing["by_precision"].get(key)
+    if previous:  # keep every measurement: run-to-run spread is part of the figure
+        result["earlier"] = [*previous.pop("earlier", []), previous]
     existing["by_precision"][key] = result
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(existing, indent=2) + "\n")
