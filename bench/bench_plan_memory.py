@@ -46,24 +46,20 @@ torch.set_num_threads(1)
 import staytuned.finetune.memory as memory
 from staytuned.finetune.loop import CPU_TOKEN_BUDGET, encode_pairs
 from staytuned.finetune.trial import ModelCache, run_trial
-from staytuned.models import LoadedModel, _gguf_cache, smollm2_gguf_path
 from staytuned.tasks.sources import load_task
 from staytuned.tasks.task import Task
 from staytuned.tasks.templates import build_chat_example, completion_suffix
 rss_imports = memory.current_rss_mb()
-folder = _gguf_cache(smollm2_gguf_path())
 if method == "qlora":
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+    from staytuned.hardware.precision import choose_precision
     before_bnb = memory.current_rss_mb()
     import bitsandbytes
     rss_imports = memory.current_rss_mb()  # bitsandbytes' own libraries count as runtime
     extra_bnb = {"bnb_import_mb": rss_imports - before_bnb}
-    q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
-    model = AutoModelForCausalLM.from_pretrained(folder, quantization_config=q, device_map="cpu")
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    loaded = LoadedModel(model, tokenizer, "smollm2-135m-nf4")
+    # The 4-bit base exactly as a qlora trial gets it (NF4, double quantization, compute dtype
+    # from the precision choice).
+    cache = ModelCache(device="cpu")
+    loaded = cache.get("smollm2-135m", nf4_compute_dtype=choose_precision(precision, "cpu", warn=False).dtype)
     extra = {"bitsandbytes": bitsandbytes.__version__, **extra_bnb}
 else:
     cache = ModelCache(device="cpu")
