@@ -75,7 +75,9 @@ def write_runs_csv(path: Path, mat: ScoreMatrix) -> None:
 def cli_vs_read_csv(path: Path, repeats: int) -> dict[str, float]:
     """``staytuned cbs rank PATH`` (a subprocess, output discarded) against ``pd.read_csv(PATH)``
     in this process, interleaved so both see the same load; wall and CPU seconds, best of each.
-    Also the command's work done in this process (``api_s``): what it costs without start-up.
+    Also the command's work done in this process (``api_s``): what it costs without start-up;
+    and a fresh ``python -c "import pandas; pandas.read_csv(PATH)"`` (``pandas_script_s``): reading
+    the file with pandas, start-up included, as the command includes its own.
 
     The command runs as an installed one does: with its modules' bytecode cached (in a temp
     folder, so nothing lands in the checkout; PYTHONDONTWRITEBYTECODE would otherwise make it
@@ -93,8 +95,13 @@ def cli_vs_read_csv(path: Path, repeats: int) -> dict[str, float]:
         rank_by(load_results(path).choose_matrix("auto")[0], "cbs", tol=0.01, k=SHOWN)
 
     api()
-    pd_wall, pd_cpu, cli_wall, cli_cpu, api_wall = [], [], [], [], []
+    # A fresh Python process that only reads the file with pandas: start-up paid, as the command pays it.
+    script = [sys.executable, "-c", f"import pandas; pandas.read_csv({str(path)!r})"]
+    pd_wall, pd_cpu, cli_wall, cli_cpu, api_wall, script_wall = [], [], [], [], [], []
     for _ in range(repeats):
+        t0 = time.perf_counter()
+        subprocess.run(script, check=True, env=env)
+        script_wall.append(time.perf_counter() - t0)
         c0, t0 = time.process_time(), time.perf_counter()
         pd.read_csv(path)
         pd_wall.append(time.perf_counter() - t0)
@@ -112,7 +119,8 @@ def cli_vs_read_csv(path: Path, repeats: int) -> dict[str, float]:
             "read_csv_median_s": statistics.median(pd_wall), "cli_median_s": statistics.median(cli_wall),
             "ratio_median": statistics.median(cli_wall) / statistics.median(pd_wall),
             "read_csv_cpu_s": min(pd_cpu), "cli_cpu_s": min(cli_cpu), "cpu_ratio": min(cli_cpu) / min(pd_cpu),
-            "api_s": min(api_wall), "api_ratio": min(api_wall) / min(pd_wall)}
+            "api_s": min(api_wall), "api_ratio": min(api_wall) / min(pd_wall),
+            "pandas_script_s": min(script_wall), "vs_pandas_script": min(cli_wall) / min(script_wall)}
 
 
 def _version(package: str) -> str:
@@ -216,6 +224,8 @@ def main() -> None:
         rows[-1]["vs_read_csv"] = {k: round(v, 3) for k, v in speed.items()}
         record(f"the same in one process (load_results, choose_matrix, rank_by k={SHOWN})",
                speed["api_s"], 3 * speed["read_csv_s"], f"{speed['api_ratio']:.2f}x pd.read_csv")
+        record("a fresh `python -c 'import pandas; pandas.read_csv(...)'`", speed["pandas_script_s"], None,
+               f"the command takes {speed['vs_pandas_script']:.2f}x this")
 
     meta = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
