@@ -224,7 +224,7 @@ def main() -> None:
         rows[-1]["vs_read_csv"] = {k: round(v, 3) for k, v in speed.items()}
         record(f"the same in one process (load_results, choose_matrix, rank_by k={SHOWN})",
                speed["api_s"], 3 * speed["read_csv_s"], f"{speed['api_ratio']:.2f}x pd.read_csv")
-        record("a fresh `python -c 'import pandas; pandas.read_csv(...)'`", speed["pandas_script_s"], None,
+        record('a fresh `python -c "import pandas; pandas.read_csv(...)"`', speed["pandas_script_s"], None,
                f"the command takes {speed['vs_pandas_script']:.2f}x this")
 
     meta = {

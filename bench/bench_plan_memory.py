@@ -50,21 +50,18 @@ from staytuned.tasks.sources import load_task
 from staytuned.tasks.task import Task
 from staytuned.tasks.templates import build_chat_example, completion_suffix
 rss_imports = memory.current_rss_mb()
+nf4, extra = None, {}
 if method == "qlora":
-    from staytuned.hardware.precision import choose_precision
+    from staytuned.finetune.trainers.native import nf4_compute_dtype
+    from staytuned.hparams.train import TrainConfig
     before_bnb = memory.current_rss_mb()
     import bitsandbytes
     rss_imports = memory.current_rss_mb()  # bitsandbytes' own libraries count as runtime
-    extra_bnb = {"bnb_import_mb": rss_imports - before_bnb}
-    # The 4-bit base exactly as a qlora trial gets it (NF4, double quantization, compute dtype
-    # from the precision choice).
-    cache = ModelCache(device="cpu")
-    loaded = cache.get("smollm2-135m", nf4_compute_dtype=choose_precision(precision, "cpu", warn=False).dtype)
-    extra = {"bitsandbytes": bitsandbytes.__version__, **extra_bnb}
-else:
-    cache = ModelCache(device="cpu")
-    loaded = cache.get("smollm2-135m")
-    extra = {}
+    extra = {"bitsandbytes": bitsandbytes.__version__, "bnb_import_mb": rss_imports - before_bnb}
+    # the 4-bit base exactly as a qlora trial gets it: NF4, double quantization, its compute dtype
+    nf4 = nf4_compute_dtype(TrainConfig(method="qlora"), precision, "cpu")
+cache = ModelCache(device="cpu")
+loaded = cache.get("smollm2-135m", nf4_compute_dtype=nf4)
 tok = loaded.tokenizer
 memory.trim_heap()  # as a worker does after each trial: quantizing leaves freed fp32 buffers
 with torch.no_grad():  # read every weight once: safetensors loads lazily (mmap), a trial reads them all
