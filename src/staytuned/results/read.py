@@ -139,7 +139,7 @@ def _read_csv_fast(path: Path, floats: set[str]) -> tuple[list[str], dict[str, _
     for c in header:
         chunks = table.column(c).chunks
         if c in floats:
-            data[c] = np.concatenate([_arrow_floats(ch) for ch in chunks]) if chunks else np.empty(0)
+            data[c] = _arrow_floats(chunks)
         else:
             col = _dictionary_column(chunks)
             # pandas reads with skipinitialspace (", x" is "x", and `, "a,b"` one quoted cell):
@@ -174,13 +174,18 @@ def _dictionary_column(chunks: list[Any]) -> _Column:
     return _Column(codes, list(index))
 
 
-def _arrow_floats(arr: Any) -> np.ndarray:
-    """A float64 arrow array as numpy, NaN where null (an empty cell)."""
-    out = _arrow_values(arr, np.float64).copy()
-    if arr.null_count:
-        bits = np.frombuffer(arr.buffers()[0], dtype=np.uint8)
-        valid = np.unpackbits(bits, bitorder="little")[arr.offset: arr.offset + len(arr)].astype(bool)
-        out[~valid] = np.nan
+def _arrow_floats(chunks: list[Any]) -> np.ndarray:
+    """float64 arrow chunks as one numpy array (copied once), NaN where null (an empty cell)."""
+    out = np.empty(sum(len(ch) for ch in chunks), dtype=np.float64)
+    at = 0
+    for ch in chunks:
+        part = out[at: at + len(ch)]
+        part[:] = _arrow_values(ch, np.float64)
+        if ch.null_count:
+            bits = np.frombuffer(ch.buffers()[0], dtype=np.uint8)
+            valid = np.unpackbits(bits, bitorder="little")[ch.offset: ch.offset + len(ch)].astype(bool)
+            part[~valid] = np.nan
+        at += len(ch)
     return out
 
 
@@ -244,7 +249,8 @@ def _build(source: str, cols: list[str], data: Mapping[str, _Column | np.ndarray
                              value=_text(st.values[st.codes[bad]]),
                              expected="ok or failed (also: success, completed, error, oom, pruned)")
         failed |= np.array([k == "failed" for k in kinds], dtype=bool)[st.codes]
-    score = np.where(failed, np.nan, score)
+    if failed.any():
+        score = np.where(failed, np.nan, score)
     notes: list[str] = []
 
     # -- configs -----------------------------------------------------------------------------
@@ -385,11 +391,16 @@ def _combinations(codes: list[np.ndarray], n_rows: int) -> tuple[np.ndarray, np.
     return _dense(key)
 
 
-def _first_of(key: np.ndarray) -> np.ndarray:
+def _first_of(key: np.ndarray, block: int = 1 << 16) -> np.ndarray:
     """For dense non-negative keys: the first row of each key present, in row order."""
     n = len(key)
     first = np.full(int(key.max()) + 1, n, dtype=np.int64)
-    np.minimum.at(first, key, np.arange(n, dtype=np.int64))
+    # Row numbers a block at a time: a 1M-row arange is 8 MB of fresh memory, and fresh memory is
+    # what a large table costs most (bench/bench_cbs.py).
+    rows = np.arange(min(block, n), dtype=np.int64)
+    for at in range(0, n, block):
+        part = key[at: at + block]
+        np.minimum.at(first, part, rows[: len(part)] + at)
     out: np.ndarray = np.sort(first[first < n])
     return out
 
@@ -463,8 +474,8 @@ def _json_cell(v: Any) -> tuple[dict[str, Any] | None, InputError | None]:
 def _floats(col: _Column | np.ndarray, *, file: str, column: str, rowno: Callable[[int], int],
             what: str) -> np.ndarray:
     """A numeric column: parsed by the reader already, or parsed once per distinct cell."""
-    if isinstance(col, np.ndarray):
-        out: np.ndarray = col.astype(float, copy=True)
+    if isinstance(col, np.ndarray):  # the reader's own array, nobody else's: no copy
+        out: np.ndarray = col.astype(float, copy=False)
         return out
     vals = np.empty(len(col.values), dtype=float)
     bad = np.zeros(len(col.values), dtype=bool)
