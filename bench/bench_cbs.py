@@ -103,13 +103,24 @@ def cli_vs_read_csv(path: Path, repeats: int) -> dict[str, float]:
               f"pandas.read_csv({str(path)!r}); sys.stdout.write(repr(time.perf_counter() - t))"]
     # The floor of any Python command that reads the file with pyarrow: start-up, numpy and
     # pyarrow imported, the CSV parsed on every core; no validation, no ranking, no staytuned.
+    # And that floor with the CLI stack the product is built on (Typer + Rich) imported as well.
     floor = [sys.executable, "-c", f"import numpy, pyarrow.csv; pyarrow.csv.read_csv({str(path)!r})"]
+    cli_floor = [sys.executable, "-c", "import numpy, pyarrow.csv, typer, rich.table; "
+                 f"pyarrow.csv.read_csv({str(path)!r})"]
     pd_wall, pd_cpu, cli_wall, cli_cpu, api_wall, script_wall, cold_read = [], [], [], [], [], [], []
-    floor_wall = []
+    floor_wall, cli_floor_wall = [], []
+    # What fresh memory costs on this machine: a command pays it for all its memory, the repeated
+    # read_csv call above mostly reuses what its process freed.
+    touch = [sys.executable, "-c", "import mmap, sys, time; n = 64 << 20; m = mmap.mmap(-1, n); "
+             "t = time.perf_counter(); m[::4096] = bytes(n // 4096); "
+             "sys.stdout.write(repr((time.perf_counter() - t) * 1000 / 64))"]
+    ms_per_mb = min(float(subprocess.run(touch, check=True, capture_output=True, text=True).stdout)
+                    for _ in range(3))
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        subprocess.run(floor, check=True, env=env)
-        floor_wall.append(time.perf_counter() - t0)
+        for argv, walls in ((floor, floor_wall), (cli_floor, cli_floor_wall)):
+            t0 = time.perf_counter()
+            subprocess.run(argv, check=True, env=env)
+            walls.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         cold = subprocess.run(script, check=True, env=env, capture_output=True, text=True).stdout
         script_wall.append(time.perf_counter() - t0)
@@ -134,7 +145,9 @@ def cli_vs_read_csv(path: Path, repeats: int) -> dict[str, float]:
             "api_s": min(api_wall), "api_ratio": min(api_wall) / min(pd_wall),
             "pandas_script_s": min(script_wall), "vs_pandas_script": min(cli_wall) / min(script_wall),
             "read_csv_fresh_s": min(cold_read), "vs_read_csv_fresh": min(cli_wall) / min(cold_read),
-            "floor_s": min(floor_wall), "floor_ratio": min(floor_wall) / min(pd_wall)}
+            "floor_s": min(floor_wall), "floor_ratio": min(floor_wall) / min(pd_wall),
+            "cli_floor_s": min(cli_floor_wall), "cli_floor_ratio": min(cli_floor_wall) / min(pd_wall),
+            "fresh_memory_ms_per_mb": ms_per_mb}
 
 
 def _version(package: str) -> str:
@@ -174,6 +187,9 @@ def command_vs_pandas(tmp: Path, scale: int, repeats: int, record: Any, rows: li
     record('floor: a fresh `python -c "import numpy, pyarrow.csv; pyarrow.csv.read_csv(...)"`',
            speed["floor_s"], None, f"{speed['floor_ratio']:.2f}x pd.read_csv: no command reading with "
            "these libraries can be faster")
+    record("the same floor with typer and rich.table imported too", speed["cli_floor_s"], None,
+           f"{speed['cli_floor_ratio']:.2f}x pd.read_csv")
+    print(f"fresh memory: {speed['fresh_memory_ms_per_mb']:.2f} ms per MB (first touch of 64 MB, best of 3)")
 
 
 def main() -> None:
@@ -182,6 +198,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "cbs.json"))
     ap.add_argument("--only-command", action="store_true",
                     help="only `staytuned cbs rank` against pandas (prints, writes no file)")
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="runs of each command-vs-pandas case (best taken; default 5, 2 with --quick)")
     args = ap.parse_args()
     scale = 10 if args.quick else 1
     rows = []
@@ -194,7 +212,8 @@ def main() -> None:
 
     if args.only_command:
         with tempfile.TemporaryDirectory() as tmp:
-            command_vs_pandas(Path(tmp), scale, repeats=2 if args.quick else 5, record=record, rows=rows)
+            command_vs_pandas(Path(tmp), scale, repeats=args.repeats or (2 if args.quick else 5), record=record,
+                              rows=rows)
         return
 
     n, m = 10_000 // scale, 1_000 // scale
@@ -256,7 +275,8 @@ def main() -> None:
         record(f"load CSV + score matrix, {n * m:,} rows", sec, None, "")
 
         # `staytuned cbs rank` end to end against pandas reading the same file.
-        command_vs_pandas(Path(tmp), scale, repeats=2 if args.quick else 5, record=record, rows=rows)
+        command_vs_pandas(Path(tmp), scale, repeats=args.repeats or (2 if args.quick else 5), record=record,
+                              rows=rows)
 
     meta = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
