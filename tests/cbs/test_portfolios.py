@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -156,11 +157,22 @@ def test_portfolios_within_1_minus_1_over_e_of_brute_force(m: ScoreMatrix) -> No
             prev = got
 
 
-def test_greedy_loops_are_fast_on_2000_by_500() -> None:
-    """The issue's size: each added config well under a second (generous bound: shared CPUs)."""
+def _best_seconds(fn: Callable[[], object], repeats: int = 3) -> float:
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return float(best)
+
+
+def test_greedy_loops_cost_a_few_passes_over_the_table_per_added_config() -> None:
+    """The issue's size (2,000 x 500). A ratio, never a wall-clock limit: each added config costs
+    at most 20 x ``normalize`` of the table (measured 0.1-1.5 x; ``bench_cbs.py`` gives seconds),
+    so a loop that went quadratic in the table would fail. Best of repeats on both sides."""
     rng = np.random.default_rng(0)
     m = ScoreMatrix.from_dense(np.clip(rng.normal(0.6, 0.1, (2000, 1)) + rng.normal(0, 0.08, (2000, 500)), 0, 1))
+    ref = _best_seconds(lambda: normalize(m))
     for method in ("zeroshot", "greedy-portfolio"):
-        t0 = time.perf_counter()
-        rank_by(m, method, k=20)
-        assert (time.perf_counter() - t0) / 20 < 0.5, method
+        per_config = _best_seconds(lambda method=method: rank_by(m, method, k=20)) / 20
+        assert per_config <= 20 * ref, (method, per_config, ref)

@@ -105,7 +105,8 @@ def test_a_hanging_command_times_out_and_its_whole_group_dies(tmp_path: Path) ->
     started = time.perf_counter()
     r = command_trial(f"{STAND_IN} hang --config {{config}} --child --pids {pids}", trial_timeout=2)
     assert r.status == "failed" and r.error.startswith("timed out after 2 s"), r.error
-    assert time.perf_counter() - started < 9
+    # Cut at its timeout, not run out: the stand-in sleeps 600 s (a ratio to that, no machine speed).
+    assert time.perf_counter() - started < 600 / 4
     assert len(read_pids(pids)) == 2 and alive(read_pids(pids)) == []
 
 
@@ -155,12 +156,12 @@ def test_ctrl_c_kills_the_command_and_propagates(tmp_path: Path) -> None:
     """))
     proc = subprocess.Popen([sys.executable, str(driver)])
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 600  # a hang guard only
         while not (pids.is_file() and len(pids.read_text().split()) == 2):
             assert time.monotonic() < deadline and proc.poll() is None, "the command never started"
             time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=30) == 130
+        assert proc.wait(timeout=300) == 130  # a hang guard only
     finally:
         proc.kill()
     assert alive(read_pids(pids)) == []

@@ -276,17 +276,14 @@ def _build(source: str, cols: list[str], data: Mapping[str, _Column | np.ndarray
                          f"(choose HP columns explicitly with `ColumnSpec.hps`)")
         if hp_cols and "config" not in role_col:
             notes.append(f"HP columns: {', '.join(hp_cols)}")
-    # The HPs of a row depend only on its cells in the JSON and HP columns: build one dict per
-    # distinct combination of those cells.
     json_src = column(hp_json) if hp_json is not None else None
     hp_src = [column(c) for c in hp_cols]
-    combo, first_of_combo = _combinations(
-        ([json_src.codes] if json_src is not None else []) + [c.codes for c in hp_src], n_rows)
     json_objs = [] if json_src is None else _json_cells(json_src, file=source, column=hp_json or "", rowno=rowno)
     parsed = [c.map(lambda v: None if _blank(v) else parse_value(v)) for c in hp_src]
     hp_keys = [c.removeprefix("hp_") for c in hp_cols]
-    combo_hps: list[dict[str, Any]] = []
-    for r in first_of_combo.tolist():
+
+    def hps_of_row(r: int) -> dict[str, Any]:
+        """The HPs of row ``r``: its JSON cell, then its HP columns (blank cells left out)."""
         h: dict[str, Any] = {}
         if json_src is not None:
             h.update(json_objs[json_src.codes[r]] or {})
@@ -294,7 +291,9 @@ def _build(source: str, cols: list[str], data: Mapping[str, _Column | np.ndarray
             v = vals[src.codes[r]]
             if v is not None:
                 h[name] = v
-        combo_hps.append(h)
+        return h
+
+    # Each config's HPs are those of its first row.
     config_col = role_col.get("config")
     if config_col is not None:
         cc = column(config_col)
@@ -304,14 +303,20 @@ def _build(source: str, cols: list[str], data: Mapping[str, _Column | np.ndarray
             raise InputError("empty config id", file=source, row=rowno(bad), column=config_col,
                              expected="a config id in every row")
         config = cc.per_row(cc_text)
-        config_of_row_ids = _ids_by_text(cc_text, cc.codes)
         config_codes, config_values = cc.codes, cc_text
+        first_rows = _first_rows(_ids_by_text(cc_text, cc.codes))
+        hps: dict[str, dict[str, Any]] = {str(config[r]): hps_of_row(r) for r in first_rows.tolist()}
     else:
         if not hp_cols and hp_json is None:
             raise InputError("no column identifies the configs", file=source,
                              expected="a config-id column (`ColumnSpec.config`), HP columns (hp_* or "
                                       "`ColumnSpec.hps`) or a JSON HP column (`ColumnSpec.hp_json`); "
                                       f"columns are {cols}")
+        # A row's HPs depend only on its cells in the JSON and HP columns: one dict per distinct
+        # combination of those cells, and one config per distinct dict.
+        combo, first_of_combo = _combinations(
+            ([json_src.codes] if json_src is not None else []) + [c.codes for c in hp_src], n_rows)
+        combo_hps = [hps_of_row(r) for r in first_of_combo.tolist()]
         keys: dict[str, str] = {}
         combo_id = []
         for h in combo_hps:  # combos are in order of first appearance, as ids are given
@@ -322,11 +327,9 @@ def _build(source: str, cols: list[str], data: Mapping[str, _Column | np.ndarray
         ids = np.empty(len(combo_id), dtype=object)
         ids[:] = combo_id
         config = ids[combo]
-        config_of_row_ids = _ids_by_text(combo_id, combo)
         config_codes, config_values = combo, combo_id
-    # Each config's HPs are those of its first row.
-    first_rows = _first_rows(config_of_row_ids)
-    hps: dict[str, dict[str, Any]] = {str(config[r]): dict(combo_hps[combo[r]]) for r in first_rows.tolist()}
+        first_rows = _first_rows(_ids_by_text(combo_id, combo))
+        hps = {str(config[r]): dict(combo_hps[combo[r]]) for r in first_rows.tolist()}
     n_ds = len(set(ds_text))
     if config_col is None and n_ds > 1 and len(hps) == n_rows:
         raise InputError("every row is a different config, so no config was run on two datasets", file=source,
