@@ -1,6 +1,7 @@
 """The ``staytuned`` command line: the only place that prints or exits.
 
-Each command group lives in its own module with a ``register(app)`` function.
+Each command group lives in its own module with a ``register(app)`` function, listed in
+:data:`COMMAND_MODULES`; a run imports only the module of the command it names.
 Command modules import only typer/rich at top level; heavy libraries (torch,
 transformers, ray, pandas) are imported inside command bodies so that
 ``staytuned cbs --help`` stays fast.
