@@ -146,7 +146,8 @@ def test_ctrl_c_kills_the_command_and_propagates(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
     driver = tmp_path / "driver.py"
     driver.write_text(textwrap.dedent(f"""
-        import sys
+        import faulthandler, signal, sys
+        faulthandler.register(signal.SIGUSR1, file=open({str(tmp_path / "stacks.txt")!r}, "w"), all_threads=True)
         from staytuned.finetune import run_trial
         try:
             run_trial("tiny-llama", "sst2", {{}}, train_size=8, eval_size=4, trainer="command",
@@ -161,7 +162,14 @@ def test_ctrl_c_kills_the_command_and_propagates(tmp_path: Path) -> None:
             assert time.monotonic() < deadline and proc.poll() is None, "the command never started"
             time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=300) == 130  # a hang guard only
+        try:
+            code = proc.wait(timeout=300)  # a hang guard only
+        except subprocess.TimeoutExpired:  # seen once in CI: say where it hangs
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            raise AssertionError("the driver ignored Ctrl-C; its threads:\n"
+                                 + (tmp_path / "stacks.txt").read_text()) from None
+        assert code == 130
     finally:
         proc.kill()
     assert alive(read_pids(pids)) == []
