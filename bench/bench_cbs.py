@@ -202,6 +202,7 @@ def main() -> None:
                     help="runs of each command-vs-pandas case (best taken; default 5, 2 with --quick)")
     args = ap.parse_args()
     scale = 10 if args.quick else 1
+    repeats = args.repeats or (2 if args.quick else 5)  # of the command-vs-pandas cases
     rows = []
 
     def record(name: str, seconds: float, target: float | None, detail: str) -> None:
@@ -212,8 +213,7 @@ def main() -> None:
 
     if args.only_command:
         with tempfile.TemporaryDirectory() as tmp:
-            command_vs_pandas(Path(tmp), scale, repeats=args.repeats or (2 if args.quick else 5), record=record,
-                              rows=rows)
+            command_vs_pandas(Path(tmp), scale, repeats=repeats, record=record, rows=rows)
         return
 
     n, m = 10_000 // scale, 1_000 // scale
@@ -275,8 +275,7 @@ def main() -> None:
         record(f"load CSV + score matrix, {n * m:,} rows", sec, None, "")
 
         # `staytuned cbs rank` end to end against pandas reading the same file.
-        command_vs_pandas(Path(tmp), scale, repeats=args.repeats or (2 if args.quick else 5), record=record,
-                              rows=rows)
+        command_vs_pandas(Path(tmp), scale, repeats=repeats, record=record, rows=rows)
 
     meta = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
